@@ -1,0 +1,1 @@
+"""Calibration: camera, galvo-mirror and laser-plane models and their procedures."""

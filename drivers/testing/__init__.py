@@ -1,0 +1,1 @@
+"""Test helpers for backend authors: conformance suites every backend must pass."""

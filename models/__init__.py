@@ -1,0 +1,1 @@
+"""Models: SLTNet, the search-camera detector, training, export, quantization, runtimes."""

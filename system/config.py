@@ -1,0 +1,188 @@
+"""Rig configuration: one YAML file per rig, validated with clear one-line errors.
+
+Every error names the file, the key path (``devices.galvo.settings.limits_deg``)
+and what was expected. The embedded default rig (all simulated) ships as
+package data in ``foveate.hardware`` (``rigs/sim_default.yaml``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from foveate.system.errors import ConfigError
+from foveate.system.registry import KINDS, resolve_backend
+
+DEFAULT_RIG_NAME = "sim_default.yaml"
+
+Role = Literal[
+    "wide_camera",  # wide-angle frame camera
+    "wide_events",  # wide-angle event camera
+    "search_camera",  # narrow high-speed camera behind the search galvo
+    "search_galvo",  # galvo that steers the search camera
+    "scan_camera",  # light-section camera behind the view-switching galvo
+    "scan_galvo",  # galvo pair that switches the light-section camera's view
+    "laser",  # line laser of the light-section module
+    "laser_galvo",  # galvo that sweeps the laser sheet
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceConfig(_Strict):
+    kind: Literal["frame_camera", "event_camera", "galvo", "line_laser"]
+    backend: str = Field(description="'sim', 'replay', a real backend name, or 'package.module:Class'")
+    role: Role | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelRef(_Strict):
+    path: Path
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
+
+
+class RigConfig(_Strict):
+    name: str
+    description: str = ""
+    clock: Literal["auto", "realtime", "simulated"] = "auto"
+    sim: dict[str, Any] = Field(default_factory=dict, description="settings of the digital twin, for sim backends")
+    devices: dict[str, DeviceConfig]
+    calibration: dict[str, Path] = Field(default_factory=dict)
+    models: dict[str, ModelRef] = Field(default_factory=dict)
+    # Where the file came from; set by load_rig, not read from YAML.
+    source: str = Field(default="<memory>", exclude=True)
+    rig_dir: Path = Field(default=Path("."), exclude=True)
+
+    def device_by_role(self, role: str) -> str | None:
+        for name, dev in self.devices.items():
+            if dev.role == role:
+                return name
+        return None
+
+    @property
+    def simulated(self) -> bool:
+        """True when the rig's clock is simulated (fast mode)."""
+        if self.clock != "auto":
+            return self.clock == "simulated"
+        return all(d.backend in ("sim", "replay") for d in self.devices.values())
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Field names of the model found at ``loc`` (the offending key's parent)."""
+    current: Any = model
+    skip_key = False
+    for part in loc[:-1]:
+        if skip_key:  # a free dict key such as a device name
+            skip_key = False
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        if getattr(ann, "__origin__", None) is dict:
+            current = ann.__args__[-1]
+            skip_key = True
+        else:
+            current = ann
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [k for k, f in current.model_fields.items() if not f.exclude]
+    return None
+
+
+def format_validation_error(source: str, exc: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> str:
+    """One line: ``file: key.path: problem (expected ...)`` for the first error."""
+    # A typo shows up as an unknown key *and* a missing one: report the typo.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
+    loc = prefix + tuple(err["loc"])
+    key = ".".join(str(p) for p in loc) or "<top level>"
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, tuple(err["loc"]))
+        msg = f"unknown key '{loc[-1]}'"
+        if allowed:
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            msg += f" ({hint}expected one of: {', '.join(allowed)})"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    else:
+        got = err.get("input")
+        got_txt = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        msg = f"{err['msg']}{got_txt}"
+    more = f" [and {len(errors) - 1} more error(s)]" if len(errors) > 1 else ""
+    return f"{source}: {key}: {msg}{more}"
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: rig file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read rig file: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
+
+
+def default_rig_path() -> Path:
+    return Path(str(resources.files("foveate.hardware") / "rigs" / DEFAULT_RIG_NAME))
+
+
+def parse_rig(data: Any, source: str = "<memory>", rig_dir: Path = Path(".")) -> RigConfig:
+    """Validate a rig mapping (already parsed YAML); checks files and backend settings too."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        cfg = RigConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc, RigConfig)) from None
+    cfg.source = source
+    cfg.rig_dir = rig_dir
+    for key, path in cfg.calibration.items():
+        full = path if path.is_absolute() else rig_dir / path
+        if not full.is_file():
+            raise ConfigError(f"{source}: calibration.{key}: file not found: {full}")
+    for key, ref in cfg.models.items():
+        full = ref.path if ref.path.is_absolute() else rig_dir / ref.path
+        if not full.is_file():
+            raise ConfigError(f"{source}: models.{key}.path: file not found: {full}")
+    roles: dict[str, str] = {}
+    for name, dev in cfg.devices.items():
+        where = f"{source}: devices.{name}.backend"
+        cls = resolve_backend(dev.kind, dev.backend, where)
+        try:
+            cls.Settings.model_validate(dev.settings)
+        except ValidationError as exc:
+            raise ConfigError(
+                format_validation_error(source, exc, cls.Settings, prefix=("devices", name, "settings"))
+            ) from None
+        if dev.role:
+            if dev.role in roles:
+                raise ConfigError(f"{source}: devices.{name}.role: role '{dev.role}' already taken by '{roles[dev.role]}'")
+            roles[dev.role] = name
+    assert set(KINDS) >= {d.kind for d in cfg.devices.values()}
+    return cfg
+
+
+def load_rig(path: str | Path | None = None) -> RigConfig:
+    """Load and validate a rig file; ``None`` loads the embedded default (all simulated)."""
+    p = default_rig_path() if path is None else Path(path).expanduser()
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, expected a rig YAML file")
+    data = _read_yaml(p)
+    return parse_rig(data, source=str(p), rig_dir=p.resolve().parent)

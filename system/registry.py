@@ -1,0 +1,75 @@
+"""Backend registry: rig files name a backend, this module finds its class.
+
+This is the only place that knows where backends live, so runtime code
+never imports the simulator. A backend is found, in order, as an explicit
+``package.module:Class`` path, a built-in name, or an entry point in the
+``foveate.backends`` group named ``<kind>.<backend>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from foveate.system.errors import ConfigError
+
+KINDS = ("frame_camera", "event_camera", "galvo", "line_laser")
+
+BUILTIN_BACKENDS: dict[str, dict[str, str]] = {
+    "frame_camera": {
+        "sim": "foveate.hardware.sim.backends:SimFrameCamera",
+    },
+    "event_camera": {
+        "sim": "foveate.hardware.sim.backends:SimEventCamera",
+    },
+    "galvo": {
+        "sim": "foveate.hardware.sim.backends:SimGalvo",
+    },
+    "line_laser": {
+        "sim": "foveate.hardware.sim.backends:SimLineLaser",
+    },
+}
+
+
+def backend_names(kind: str) -> list[str]:
+    names = set(BUILTIN_BACKENDS.get(kind, {}))
+    for ep in entry_points(group="foveate.backends"):
+        k, _, b = ep.name.partition(".")
+        if k == kind:
+            names.add(b)
+    return sorted(names)
+
+
+def _import(target: str, where: str):
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{where}: cannot import backend module '{module_name}': {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"{where}: module '{module_name}' has no backend class '{attr}'") from None
+
+
+def resolve_backend(kind: str, backend: str, where: str = "backend"):
+    """The device class for ``backend`` of ``kind``; ``ConfigError`` naming ``where`` otherwise."""
+    from foveate.drivers.device import Device
+
+    if ":" in backend:
+        cls = _import(backend, where)
+    elif backend in BUILTIN_BACKENDS.get(kind, {}):
+        cls = _import(BUILTIN_BACKENDS[kind][backend], where)
+    else:
+        matches = [ep for ep in entry_points(group="foveate.backends") if ep.name == f"{kind}.{backend}"]
+        if not matches:
+            raise ConfigError(
+                f"{where}: unknown {kind} backend '{backend}' (expected one of: {', '.join(backend_names(kind))}, "
+                "or a 'package.module:Class' path)"
+            )
+        cls = matches[0].load()
+    if not (isinstance(cls, type) and issubclass(cls, Device)):
+        raise ConfigError(f"{where}: '{backend}' is not a foveate device class")
+    if cls.kind != kind:
+        raise ConfigError(f"{where}: backend '{backend}' is a {cls.kind}, not a {kind}")
+    return cls

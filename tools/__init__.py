@@ -1,0 +1,1 @@
+"""The ``foveate`` command line and benchmarks."""

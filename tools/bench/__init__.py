@@ -1,0 +1,1 @@
+"""Benchmarks, run through ``foveate bench``; each module defines NAME, DESCRIPTION and run()."""

@@ -1,0 +1,68 @@
+"""``foveate``: the command line. Subcommands live in ``foveate.tools.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from foveate.system import __version__
+from foveate.system.errors import FoveateError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _command_modules():
+    from foveate.tools import commands
+
+    mods = []
+    for info in pkgutil.iter_modules(commands.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            mods.append(mod)
+    return sorted(mods, key=lambda m: m.NAME)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="foveate",
+        description="Real-time edge vision: wide-area cameras, event cameras and a galvo-steered search camera. "
+        "Without --config, commands use the embedded simulated rig.",
+    )
+    parser.add_argument("--version", action="version", version=f"foveate {__version__}")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="warning", help="logging threshold (default: warning)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except FoveateError as exc:
+        print(f"foveate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("foveate: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
