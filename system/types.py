@@ -126,3 +126,22 @@ class GalvoState:
     t_ns: int
     device_t_ns: int | None = None
     faults: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected target in a search-camera image, in that image's pixels.
+
+    ``centre_xy`` is the predicted mean of the box centre and ``centre_cov``
+    its 2x2 covariance (px^2), the detector's own uncertainty; the search
+    loop turns both into mirror angles through the calibration's Jacobian.
+    """
+
+    cls: int
+    label: str
+    score: float
+    box_xyxy: tuple[float, float, float, float]
+    centre_xy: tuple[float, float]
+    centre_cov: np.ndarray  # (2, 2) px^2
+    size_wh: tuple[float, float] = (0.0, 0.0)
+    size_var: tuple[float, float] = (0.0, 0.0)  # px^2, variance of width and height
