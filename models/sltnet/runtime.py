@@ -1,0 +1,147 @@
+"""One interface to run SLTNet: PyTorch or onnxruntime, same inputs, same outputs.
+
+A :class:`Segmenter` takes model-ready voxel grids ``[B, bins, H, W]`` (float32, the
+config's size) and returns logits ``[B, K, H, W]`` or label maps ``[B, H, W]`` (uint8).
+Checkpoints (``.pt``) hold ``{"config", "state_dict", "card"}``; ONNX files carry the
+config in their metadata, so either kind of file is self-describing.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from foveate.models.sltnet.config import SLTNetConfig
+from foveate.system.errors import ConfigError
+
+
+class Segmenter(ABC):
+    config: SLTNetConfig
+    backend: str
+
+    def _check(self, voxel: np.ndarray) -> np.ndarray:
+        v = np.asarray(voxel, dtype=np.float32)
+        if v.ndim == 3:
+            v = v[None]
+        want = (self.config.bins, self.config.height, self.config.width)
+        if v.ndim != 4 or v.shape[1:] != want:
+            raise ValueError(f"voxel grid shape {v.shape}: expected [B, {want[0]}, {want[1]}, {want[2]}]")
+        return np.ascontiguousarray(v)
+
+    def logits(self, voxel: np.ndarray) -> np.ndarray:
+        """Class scores ``[B, K, H, W]`` for voxel grids ``[B, bins, H, W]`` (or one ``[bins, H, W]``)."""
+        return self._logits(self._check(voxel))
+
+    def predict(self, voxel: np.ndarray) -> np.ndarray:
+        """Label maps ``[B, H, W]`` uint8."""
+        return self.logits(voxel).argmax(1).astype(np.uint8)
+
+    @abstractmethod
+    def _logits(self, v: np.ndarray) -> np.ndarray: ...
+
+
+class TorchSegmenter(Segmenter):
+    """PyTorch inference (eval mode, no gradients); ``fold=True`` runs the folded inference form."""
+
+    backend = "torch"
+
+    def __init__(self, model, fold: bool = False) -> None:
+        import torch
+
+        from foveate.models.sltnet.export import fold_for_inference
+
+        self._torch = torch
+        self.model = fold_for_inference(model) if fold else model.eval()
+        self.config = model.config
+
+    def _logits(self, v: np.ndarray) -> np.ndarray:
+        with self._torch.no_grad():
+            return self.model(self._torch.from_numpy(v)).numpy()
+
+
+class OnnxSegmenter(Segmenter):
+    """onnxruntime inference of a model written by :func:`foveate.models.sltnet.export.export_onnx`."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, model: str | Path | bytes, threads: int | None = None) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        from foveate.models.sltnet.export import CONFIG_METADATA_KEY
+
+        src = model if isinstance(model, bytes) else Path(model).read_bytes()
+        name = "<bytes>" if isinstance(model, bytes) else str(model)
+        try:
+            proto = onnx.load_from_string(src)
+        except Exception as exc:  # onnx raises DecodeError and friends
+            raise ConfigError(f"{name}: not an ONNX model ({exc})") from None
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if CONFIG_METADATA_KEY not in meta:
+            raise ConfigError(f"{name}: ONNX model has no '{CONFIG_METADATA_KEY}' metadata (not an SLTNet export)")
+        self.config = SLTNetConfig.from_dict(json.loads(meta[CONFIG_METADATA_KEY]), name)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+        self._input = self.session.get_inputs()[0].name
+
+    def _logits(self, v: np.ndarray) -> np.ndarray:
+        outs = [self.session.run(["logits"], {self._input: v[i:i + 1]})[0] for i in range(v.shape[0])]
+        return np.concatenate(outs, 0)
+
+
+def save_checkpoint(path: str | Path, model, card: dict | None = None, **extra) -> None:
+    """Write ``{"config", "state_dict", "card", **extra}`` with torch.save."""
+    import torch
+
+    torch.save({"config": model.config.as_dict(), "state_dict": model.state_dict(), "card": card or {}, **extra},
+               str(path))
+
+
+def load_model(path: str | Path):
+    """The SLTNet stored in a checkpoint written by :func:`save_checkpoint` (eval mode)."""
+    import torch
+
+    from foveate.models.sltnet.model import SLTNet
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: weights file not found")
+    try:
+        ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"{p}: not a readable SLTNet checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
+        raise ConfigError(f"{p}: not an SLTNet checkpoint (expected keys 'config' and 'state_dict')")
+    model = SLTNet(SLTNetConfig.from_dict(ckpt["config"], str(p)))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ConfigError(f"{p}: weights do not fit the SLTNet config: {str(exc).splitlines()[0]}") from None
+    model.card = ckpt.get("card", {})
+    return model.eval()
+
+
+def load_segmenter(path: str | Path, backend: str = "torch", threads: int | None = None) -> Segmenter:
+    """A segmenter from a ``.pt`` checkpoint (torch, or exported on the fly for onnxruntime) or an ``.onnx`` file."""
+    p = Path(path)
+    if backend not in ("torch", "onnxruntime"):
+        raise ConfigError(f"unknown SLTNet backend '{backend}' (expected torch or onnxruntime)")
+    if p.suffix == ".onnx":
+        if backend == "torch":
+            raise ConfigError(f"{p}: an ONNX file runs only with the onnxruntime backend")
+        return OnnxSegmenter(p, threads)
+    model = load_model(p)
+    if backend == "torch":
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        return TorchSegmenter(model)
+    from foveate.models.sltnet.export import export_onnx
+
+    return OnnxSegmenter(export_onnx(model), threads)
