@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from foveate.system.errors import ConfigError
 from foveate.system.registry import KINDS, resolve_backend
@@ -44,9 +44,25 @@ class DeviceConfig(_Strict):
 
 
 class ModelRef(_Strict):
-    path: Path
+    path: Path | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
+    # A model implemented in Python instead of a file (e.g. a test double on the twin).
+    backend: str | None = Field(default=None, description="'package.module:Class' instead of a model file")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelRef":
+        if (self.path is None) == (self.backend is None):
+            raise ValueError("give exactly one of 'path' (a model file) or 'backend' ('package.module:Class')")
+        return self
+
+
+class ComponentRef(_Strict):
+    """A calibration provided by code instead of a file (e.g. the twin's true geometry)."""
+
+    backend: str = Field(description="'package.module:Class'")
+    settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class RigConfig(_Strict):
@@ -55,8 +71,9 @@ class RigConfig(_Strict):
     clock: Literal["auto", "realtime", "simulated"] = "auto"
     sim: dict[str, Any] = Field(default_factory=dict, description="settings of the digital twin, for sim backends")
     devices: dict[str, DeviceConfig]
-    calibration: dict[str, Path] = Field(default_factory=dict)
+    calibration: dict[str, Path | ComponentRef] = Field(default_factory=dict)
     models: dict[str, ModelRef] = Field(default_factory=dict)
+    search: dict[str, Any] = Field(default_factory=dict, description="search-loop settings (foveate.system.search.settings)")
     # Where the file came from; set by load_rig, not read from YAML.
     source: str = Field(default="<memory>", exclude=True)
     rig_dir: Path = Field(default=Path("."), exclude=True)
@@ -154,10 +171,14 @@ def parse_rig(data: Any, source: str = "<memory>", rig_dir: Path = Path(".")) ->
     cfg.source = source
     cfg.rig_dir = rig_dir
     for key, path in cfg.calibration.items():
+        if not isinstance(path, Path):
+            continue
         full = path if path.is_absolute() else rig_dir / path
         if not full.is_file():
             raise ConfigError(f"{source}: calibration.{key}: file not found: {full}")
     for key, ref in cfg.models.items():
+        if ref.path is None:
+            continue
         full = ref.path if ref.path.is_absolute() else rig_dir / ref.path
         if not full.is_file():
             raise ConfigError(f"{source}: models.{key}.path: file not found: {full}")
