@@ -1,6 +1,6 @@
 """One interface to run SLTNet: PyTorch or onnxruntime, same inputs, same outputs.
 
-A :class:`Segmenter` takes model-ready voxel grids ``[B, bins, H, W]`` (float32, the
+A :class:`SLTNetRunner` takes model-ready voxel grids ``[B, bins, H, W]`` (float32, the
 config's size) and returns logits ``[B, K, H, W]`` or label maps ``[B, H, W]`` (uint8).
 Checkpoints (``.pt``) hold ``{"config", "state_dict", "card"}``; ONNX files carry the
 config in their metadata, so either kind of file is self-describing.
@@ -18,7 +18,7 @@ from foveate.models.sltnet.config import SLTNetConfig
 from foveate.system.errors import ConfigError
 
 
-class Segmenter(ABC):
+class SLTNetRunner(ABC):
     config: SLTNetConfig
     backend: str
 
@@ -43,7 +43,7 @@ class Segmenter(ABC):
     def _logits(self, v: np.ndarray) -> np.ndarray: ...
 
 
-class TorchSegmenter(Segmenter):
+class TorchRunner(SLTNetRunner):
     """PyTorch inference (eval mode, no gradients); ``fold=True`` runs the folded inference form."""
 
     backend = "torch"
@@ -62,7 +62,7 @@ class TorchSegmenter(Segmenter):
             return self.model(self._torch.from_numpy(v)).numpy()
 
 
-class OnnxSegmenter(Segmenter):
+class OnnxRunner(SLTNetRunner):
     """onnxruntime inference of a model written by :func:`foveate.models.sltnet.export.export_onnx`."""
 
     backend = "onnxruntime"
@@ -126,22 +126,22 @@ def load_model(path: str | Path):
     return model.eval()
 
 
-def load_segmenter(path: str | Path, backend: str = "torch", threads: int | None = None) -> Segmenter:
-    """A segmenter from a ``.pt`` checkpoint (torch, or exported on the fly for onnxruntime) or an ``.onnx`` file."""
+def load_runner(path: str | Path, backend: str = "torch", threads: int | None = None) -> SLTNetRunner:
+    """A runner from a ``.pt`` checkpoint (torch, or exported on the fly for onnxruntime) or an ``.onnx`` file."""
     p = Path(path)
     if backend not in ("torch", "onnxruntime"):
         raise ConfigError(f"unknown SLTNet backend '{backend}' (expected torch or onnxruntime)")
     if p.suffix == ".onnx":
         if backend == "torch":
             raise ConfigError(f"{p}: an ONNX file runs only with the onnxruntime backend")
-        return OnnxSegmenter(p, threads)
+        return OnnxRunner(p, threads)
     model = load_model(p)
     if backend == "torch":
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        return TorchSegmenter(model)
+        return TorchRunner(model)
     from foveate.models.sltnet.export import export_onnx
 
-    return OnnxSegmenter(export_onnx(model), threads)
+    return OnnxRunner(export_onnx(model), threads)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from foveate.models.sltnet.blocks import ConvBN, RepConvBN
 from foveate.models.sltnet.energy import E_AC_PJ, E_MAC_PJ, measure_energy, summarise
 from foveate.models.sltnet.export import export_onnx, fold_for_inference, with_spikes
-from foveate.models.sltnet.runtime import OnnxSegmenter, TorchSegmenter
+from foveate.models.sltnet.runtime import OnnxRunner, TorchRunner
 
 
 def _randomise_bn(module, seed=0):
@@ -105,11 +105,11 @@ def test_onnx_matches_pytorch_spikes_and_logits(onnx_pair, small_cfg):
     assert agree / total >= 0.999
 
 
-def test_onnx_and_torch_segmenters_share_one_interface(small_cfg, calibrate, tmp_path):
+def test_onnx_and_torch_runners_share_one_interface(small_cfg, calibrate, tmp_path):
     model = calibrate(small_cfg)
     path = tmp_path / "m.onnx"
     export_onnx(model, path)
-    ort_seg, torch_seg = OnnxSegmenter(path), TorchSegmenter(model)
+    ort_seg, torch_seg = OnnxRunner(path), TorchRunner(model)
     assert ort_seg.config == torch_seg.config == small_cfg
     v = np.random.default_rng(0).normal(size=(2, 5, small_cfg.height, small_cfg.width)).astype(np.float32)
     a, b = ort_seg.predict(v), torch_seg.predict(v)

@@ -1,0 +1,144 @@
+"""Loaders of the official DDD17 (ESS) and DSEC-Semantic layouts, on small files written here."""
+
+from __future__ import annotations
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from foveate.models.sltnet.datasets import DDD17Dataset, DSECDataset
+from foveate.models.sltnet.preprocess import normalize_voxel, voxel_grid
+from foveate.system.errors import ConfigError
+from foveate.system.types import make_events
+
+
+def _write_ddd17(root, n_dirs=7, n_images=3, per_window=400, seed=0):
+    rng = np.random.default_rng(seed)
+    for d in range(n_dirs):
+        folder = root / f"dir{d}"
+        (folder / "index").mkdir(parents=True)
+        (folder / "segmentation_masks").mkdir()
+        n = per_window * (n_images + 1)
+        t_ns = np.sort(rng.integers(0, 60_000_000 * (n_images + 1), n)).astype("<i8")
+        xyp = np.stack([rng.integers(0, 346, n), rng.integers(0, 260, n), rng.integers(0, 2, n)], 1).astype("<i2")
+        t_ns.tofile(folder / "events.dat.t")
+        xyp.tofile(folder / "events.dat.xyp")
+        rows = []
+        for k in range(n_images):
+            end = per_window * (k + 2)
+            rows.append((t_ns[end - 1], end, end - per_window))
+        np.save(folder / "index" / "index_50ms.npy", np.array(rows, dtype=np.int64))
+        for k in range(n_images):
+            mask = np.full((200, 346), d % 6, np.uint8)
+            mask[:, :100] = 255
+            cv2.imwrite(str(folder / "segmentation_masks" / f"segmentation_{k + 1:010d}.png"), mask)
+    return root
+
+
+def test_ddd17_layout_splits_windows_and_sizes(tmp_path):
+    root = _write_ddd17(tmp_path)
+    train = DDD17Dataset(root, "train")
+    valid = DDD17Dataset(root, "valid")
+    test = DDD17Dataset(root, "test")
+    assert (len(train), len(valid), len(test)) == (15, 3, 3)
+    assert [d.name for d in valid.dirs] == ["dir1"] and [d.name for d in test.dirs] == ["dir4"]
+    voxel, labels = valid[1]
+    assert voxel.shape == (5, 200, 352) and voxel.dtype == np.float32
+    assert labels.shape == (200, 352) and set(np.unique(labels)) == {1, 255}
+    # the window is exactly the index row's [start, end) events, ns -> us
+    ev = valid.events(1)
+    t_ns = np.fromfile(root / "dir1" / "events.dat.t", dtype="<i8")
+    assert len(ev) == 400 and ev["t"][0] == t_ns[800] // 1000
+    # voxel = normalised grid of those events at 260x346, top 200 rows, resized to 352 wide
+    ref = normalize_voxel(voxel_grid(ev, 5, 260, 346))[:, :200]
+    assert np.allclose(voxel[:, :, 0], ref[:, :, 0], atol=1e-5)
+    assert abs(voxel.sum() - ref.sum() * 352 / 346) < 0.05 * np.abs(ref).sum()
+
+
+def test_ddd17_flip_moves_voxels_and_labels_together(tmp_path):
+    root = _write_ddd17(tmp_path)
+    plain = DDD17Dataset(root, "valid")
+    flipped = [DDD17Dataset(root, "valid", flip=True, seed=s)[0] for s in range(6)]
+    v0, l0 = plain[0]
+    got_flip = False
+    for v, lab in flipped:
+        if np.array_equal(lab, l0[:, ::-1]) and not np.array_equal(lab, l0):
+            assert np.array_equal(v, v0[:, :, ::-1])
+            got_flip = True
+    assert got_flip
+
+
+def test_ddd17_bad_layouts_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="7 ESS DDD17 folders"):
+        DDD17Dataset(_write_ddd17(tmp_path / "a", n_dirs=3), "train")
+    root = _write_ddd17(tmp_path / "b")
+    (root / "dir1" / "events.dat.xyp").write_bytes(b"\0" * 10)
+    with pytest.raises(ConfigError, match=r"dir1/events.dat.xyp: 10 bytes"):
+        DDD17Dataset(root, "valid")
+
+
+def _write_dsec_sequence(seq, n_labels=10, per_label=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    (seq / "events" / "left").mkdir(parents=True)
+    lab_dir = seq / "semantic" / "11classes" / "data"
+    lab_dir.mkdir(parents=True)
+    t_offset = 5_000_000
+    n = per_label * (n_labels + 1)
+    t = np.sort(rng.integers(0, 50_000 * (n_labels + 1), n)).astype(np.int64)
+    x = rng.integers(0, 640, n).astype(np.uint16)
+    y = rng.integers(0, 480, n).astype(np.uint16)
+    p = rng.integers(0, 2, n).astype(np.uint8)
+    ms_to_idx = np.searchsorted(t, np.arange(0, t[-1] // 1000 + 2) * 1000).astype(np.uint64)
+    with h5py.File(seq / "events" / "left" / "events.h5", "w") as h:
+        for k, v in dict(x=x, y=y, p=p, t=t).items():
+            h.create_dataset(f"events/{k}", data=v)
+        h.create_dataset("ms_to_idx", data=ms_to_idx)
+        h.create_dataset("t_offset", data=np.int64(t_offset))
+    # rectify map: shift by one pixel right (x+1), identity in y
+    gx, gy = np.meshgrid(np.arange(640, dtype=np.float32), np.arange(480, dtype=np.float32))
+    with h5py.File(seq / "events" / "left" / "rectify_map.h5", "w") as h:
+        h.create_dataset("rectify_map", data=np.stack([gx + 1.0, gy], -1))
+    ts = t_offset + 50_000 * (np.arange(n_labels) + 1)
+    np.savetxt(seq / "semantic" / "timestamps.txt", ts, fmt="%d")
+    for k in range(n_labels):
+        cv2.imwrite(str(lab_dir / f"{k:06d}.png"), np.full((440, 640), k % 11, np.uint8))
+    return t, x, y, ts
+
+
+def test_dsec_layout_window_rectification_and_label_schedule(tmp_path):
+    t, x, y, ts = _write_dsec_sequence(tmp_path / "test" / "zurich_city_13_a")
+    ds = DSECDataset(tmp_path, sequences=["zurich_city_13_a"], n_events=1000)
+    assert len(ds) == 2  # labels 6 and 8 of 10: the first 6 dropped, every 2nd used
+    ev = ds.events(0)
+    end = np.searchsorted(t, ts[6] - 5_000_000)
+    assert ev["t"][-1] == t[end - 1] + 5_000_000  # last event before the label time
+    # 1000 events, minus the ones the x+1 shift pushes off the sensor
+    assert len(ev) == np.count_nonzero(x[end - 1000:end] < 639)
+    assert np.array_equal(ev["x"], x[end - 1000:end][x[end - 1000:end] < 639] + 1)
+    voxel, labels = ds[1]
+    assert voxel.shape == (5, 440, 640) and labels.shape == (440, 640)
+    assert np.all(labels == 8)
+
+
+def test_dsec_missing_pieces_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="zurich_city_13_a not found"):
+        DSECDataset(tmp_path, "valid")
+    _write_dsec_sequence(tmp_path / "zurich_city_14_c")
+    (tmp_path / "zurich_city_14_c" / "events" / "left" / "rectify_map.h5").unlink()
+    with pytest.raises(ConfigError, match="rectify_map.h5: missing"):
+        DSECDataset(tmp_path, sequences=["zurich_city_14_c"])
+
+
+def test_voxel_grid_bilinear_in_time_and_polarity():
+    ev = make_events([1, 1, 2], [0, 0, 1], [0, 50, 100], [1, 0, 1])
+    v = voxel_grid(ev, 3, 2, 3)
+    # times map to bins 0, 1, 2 exactly; polarity +1/-1
+    assert v[0, 0, 1] == 1 and v[1, 0, 1] == -1 and v[2, 1, 2] == 1 and np.count_nonzero(v) == 3
+    ev = make_events([0], [0], [25], [1])
+    ev = np.concatenate([make_events([2], [1], [0], [1]), ev, make_events([2], [1], [100], [1])])
+    v = voxel_grid(ev, 3, 2, 3)
+    assert v[0, 0, 0] == pytest.approx(0.5) and v[1, 0, 0] == pytest.approx(0.5)
+    n = normalize_voxel(v)
+    assert np.count_nonzero(n) == np.count_nonzero(v)
+    assert n[n != 0].mean() == pytest.approx(0, abs=1e-6) and n[n != 0].std() == pytest.approx(1, abs=1e-5)
