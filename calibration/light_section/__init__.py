@@ -1,0 +1,1 @@
+"""Light-section calibration: the dynamic laser model, laser-plane and joint calibration."""

@@ -1,0 +1,1 @@
+"""Light-section 3D reconstruction: stripe extraction, triangulation, the scan procedure."""
