@@ -56,8 +56,9 @@ CONFIGS = {
     "ddd17": SLTNetConfig("ddd17", DDD17_CLASSES, 200, 352),
     # DSEC-Semantic: 480x640 rectified, bottom 40 rows dropped.
     "dsec": SLTNetConfig("dsec", DSEC_CLASSES, 440, 640),
-    # The digital twin's wide event camera: DDD17's six classes at DDD17's input size.
-    "twin": SLTNetConfig("twin", DDD17_CLASSES, 200, 352),
+    # The digital twin's wide event camera (320x240): DDD17's six classes at half the sensor
+    # size, which keeps the aspect ratio and lets the model train on 2 CPU cores in < 2 h.
+    "twin": SLTNetConfig("twin", DDD17_CLASSES, 120, 160),
 }
 
 

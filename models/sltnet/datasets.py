@@ -45,12 +45,10 @@ DSEC_SKIP_FIRST_LABELS = 6
 
 
 class SegmentationDataset:
-    """Base: ``len``, indexing, optional random horizontal flip of voxel and labels together."""
+    """Base: ``len`` and indexing (augmentation is the trainer's job, so it is seeded per epoch)."""
 
-    def __init__(self, height: int, width: int, bins: int, flip: bool = False, seed: int = 0) -> None:
+    def __init__(self, height: int, width: int, bins: int) -> None:
         self.height, self.width, self.bins = height, width, bins
-        self.flip = flip
-        self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -61,16 +59,13 @@ class SegmentationDataset:
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        voxel, labels = self.load(i)
-        if self.flip and self._rng.random() < 0.5:
-            voxel, labels = voxel[:, :, ::-1].copy(), labels[:, ::-1].copy()
-        return voxel, labels
+        return self.load(i)
 
 
 class DDD17Dataset(SegmentationDataset):
     def __init__(self, root: str | Path, split: str = "train", bins: int = 5, height: int = 200, width: int = 352,
-                 window_ms: int = 50, flip: bool = False, seed: int = 0) -> None:
-        super().__init__(height, width, bins, flip, seed)
+                 window_ms: int = 50) -> None:
+        super().__init__(height, width, bins)
         root = Path(root)
         if split not in DDD17_SPLITS:
             raise ConfigError(f"DDD17 split '{split}' unknown (expected one of: {', '.join(DDD17_SPLITS)})")
@@ -135,11 +130,11 @@ class DDD17Dataset(SegmentationDataset):
 
 class DSECDataset(SegmentationDataset):
     def __init__(self, root: str | Path, split: str = "train", bins: int = 5, height: int = 440, width: int = 640,
-                 n_events: int = 100_000, num_classes: int = 11, sequences: list[str] | None = None,
-                 flip: bool = False, seed: int = 0) -> None:
+                 n_events: int = 100_000, num_classes: int = 11,
+                 sequences: list[str] | None = None) -> None:
         import h5py
 
-        super().__init__(height, width, bins, flip, seed)
+        super().__init__(height, width, bins)
         self._h5py = h5py
         root = Path(root)
         if num_classes not in (11, 19):

@@ -1,0 +1,95 @@
+"""``foveate eval sltnet``: accuracy over a whole split, the faithfulness report, the energy report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+NAME = "eval"
+HELP = "evaluate a model (sltnet): mIoU, per-class IoU, pixel accuracy; --report, --energy"
+DESCRIPTION = (
+    "Evaluate SLTNet weights on a split (one confusion matrix over every window). --report prints the "
+    "architecture's faithfulness check (parameters and MACs against the official model) and needs no data; "
+    "--energy measures per-layer firing rates on the split and prints the SOP/MAC energy estimate."
+)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", choices=["sltnet"], help="what to evaluate")
+    p.add_argument("--data", default=None, help="'twin' or a dataset root folder (DDD17 / DSEC-Semantic)")
+    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--weights", type=Path, default=None, help="checkpoint .pt or exported .onnx (default: shipped twin weights)")
+    p.add_argument("--config", default=None, help="config for --report without weights (default: the weights' config, else ddd17)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--report", action="store_true", help="print the faithfulness report (params, MACs)")
+    p.add_argument("--energy", action="store_true", help="measure firing rates and print the energy estimate")
+    p.add_argument("--energy-windows", type=int, default=32, metavar="N", help="windows for --energy (default 32)")
+    p.add_argument("--twin-seed", type=int, default=None,
+                   help="seed of the generated twin data (default: the data the weights' card names, else 0)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    import torch
+
+    from foveate.models.sltnet.complexity import faithfulness_report, format_report
+    from foveate.models.sltnet.config import get_config
+    from foveate.models.sltnet.model import SLTNet
+    from foveate.models.sltnet.runtime import load_model, load_runner
+    from foveate.models.sltnet.segmenter import default_weights
+    from foveate.models.sltnet.sources import open_split
+    from foveate.models.sltnet.train import evaluate
+    from foveate.system.errors import ConfigError
+
+    torch.set_num_threads(args.threads)
+    results: dict = {}
+    if args.report:
+        if args.weights is not None and args.weights.suffix == ".pt":
+            model = load_model(args.weights)
+        else:
+            model = SLTNet(get_config(args.config or "ddd17"))
+        rep = faithfulness_report(model)
+        print(format_report(rep))
+        results["faithfulness"] = rep
+    if args.data is None:
+        if args.energy:
+            raise ConfigError("--energy needs --data (firing rates are measured on real windows)")
+        if not args.report:
+            raise ConfigError("give --data twin|FOLDER to evaluate (or --report for the faithfulness check)")
+    else:
+        weights = args.weights or default_weights()
+        runner = load_runner(weights, args.runtime, args.threads)
+        config = runner.config
+        spec = None
+        if args.data == "twin":
+            from foveate.models.sltnet.twin_data import TwinDataSpec
+
+            spec = TwinDataSpec(seed=args.twin_seed or 0)
+            if args.twin_seed is None and weights.suffix == ".pt":  # the data the card says it was validated on
+                saved = (load_model(weights).card or {}).get("training", {}).get("twin_spec")
+                if saved:
+                    spec = TwinDataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        dataset = open_split(config, args.data, args.split, spec, progress=not args.no_progress)
+        metrics = evaluate(runner.predict, dataset, config.classes, args.batch_size, not args.no_progress)
+        results["metrics"] = metrics
+        print(f"SLTNet/{config.name} on {args.data} ({args.split}, {metrics['windows']} windows, {args.runtime}):")
+        print(f"  mIoU {metrics['miou']:.4f}   pixel accuracy {metrics['pixel_accuracy']:.4f}")
+        for name, iou in metrics["per_class_iou"].items():
+            print(f"  {name:<18} {'-' if iou is None else f'{iou:.4f}'}")
+        if args.energy:
+            from foveate.models.sltnet.energy import format_energy, measure_energy, summarise
+
+            model = load_model(weights) if weights.suffix == ".pt" else None
+            if model is None:
+                raise ConfigError("--energy needs a .pt checkpoint (firing rates are measured in PyTorch)")
+            n = min(args.energy_windows, len(dataset))
+            wins = (torch.from_numpy(dataset[i][0][None]) for i in range(n))
+            rows = measure_energy(model, wins)
+            print(format_energy(rows))
+            results["energy"] = {"summary": summarise(rows), "layers": [r.as_dict() for r in rows], "windows": n}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
