@@ -223,7 +223,7 @@ SET_WATCHDOG = struct.Struct("<H")  # timeout ms; 0 = disarm
 SET_TRIGGER = struct.Struct("<IHHB")  # in-position window (codes), delay us, pulse us, TriggerMode
 SET_AUX = struct.Struct("<BBH")  # output index, on (0/1), level 0..65535
 ACK = struct.Struct("<BI")  # status, controller timestamp us
-IDENTIFY_REPLY = struct.Struct("<BBBBBBBBI")  # status, proto, fw major, fw minor, axes, dac bits, aux outputs, max payload, ts
+IDENTIFY_REPLY = struct.Struct("<BBBBBBBBHI")  # status, proto, fw major/minor, axes, dac bits, aux, max payload, turnaround us, ts
 STATUS_REPLY = struct.Struct("<BIBHIIIIII")  # status, ts, flags, faults, meas x, meas y, cmd x, cmd y, trig count, trig ts
 ERROR_REPLY = struct.Struct("<BB")  # status, detail
 
@@ -250,20 +250,21 @@ class Identity:
     dac_bits: int
     n_aux: int
     max_payload: int
+    turnaround_us: int  # typical time from a request's last byte to the reply's first byte
     timestamp_us: int
     model: str
 
     def pack(self) -> bytes:
         head = IDENTIFY_REPLY.pack(0, self.protocol_version, *self.firmware, self.n_axes, self.dac_bits,
-                                   self.n_aux, self.max_payload, self.timestamp_us)
+                                   self.n_aux, self.max_payload, self.turnaround_us, self.timestamp_us)
         return head + self.model.encode("ascii")[: MAX_PAYLOAD - IDENTIFY_REPLY.size]
 
     @classmethod
     def unpack(cls, payload: bytes) -> "Identity":
         _check_size(payload, IDENTIFY_REPLY.size, "IDENTIFY reply", at_least=True)
-        _, proto, fw0, fw1, axes, bits, aux, maxp, ts = IDENTIFY_REPLY.unpack_from(payload)
+        _, proto, fw0, fw1, axes, bits, aux, maxp, turn, ts = IDENTIFY_REPLY.unpack_from(payload)
         model = payload[IDENTIFY_REPLY.size :].decode("ascii", errors="replace")
-        return cls(proto, (fw0, fw1), axes, bits, aux, maxp, ts, model)
+        return cls(proto, (fw0, fw1), axes, bits, aux, maxp, turn, ts, model)
 
 
 @dataclass(frozen=True)

@@ -79,9 +79,12 @@ class GalvoLink:
     move; it is thread-safe. Counters say what went wrong on the wire.
     """
 
-    def __init__(self, port: str, clock: Clock, baudrate: int = 921600, timeout_s: float = 0.02,
-                 retries: int = 3) -> None:
-        self.url = port
+    def __init__(self, port: "str | serial.SerialBase", clock: Clock, baudrate: int = 921600,
+                 timeout_s: float = 0.02, retries: int = 3) -> None:
+        # A URL is opened with serial_for_url; a SerialBase object (a test double, an already
+        # configured port) is used as it is.
+        self._given = None if isinstance(port, str) else port
+        self.url = port if isinstance(port, str) else str(getattr(port, "port", None) or type(port).__name__)
         self.clock = clock
         self.baudrate = int(baudrate)
         self.timeout_s = float(timeout_s)
@@ -107,11 +110,16 @@ class GalvoLink:
         with self._lock:
             if self._users == 0:
                 try:
-                    port = serial.serial_for_url(self.url, do_not_open=True, baudrate=self.baudrate,
-                                                 timeout=self.timeout_s, write_timeout=max(self.timeout_s, 0.1))
+                    if self._given is not None:
+                        port = self._given
+                        port.timeout = self.timeout_s
+                    else:
+                        port = serial.serial_for_url(self.url, do_not_open=True, baudrate=self.baudrate,
+                                                     timeout=self.timeout_s, write_timeout=max(self.timeout_s, 0.1))
                     if hasattr(port, "bind_clock"):
                         port.bind_clock(self.clock)  # a simulated wire runs on the rig's clock
-                    port.open()
+                    if not port.is_open:
+                        port.open()
                 except (serial.SerialException, OSError, ValueError) as exc:
                     raise DeviceError(f"{self.url}: cannot open the galvo controller's port: {exc}") from None
                 self._port = port
@@ -130,10 +138,12 @@ class GalvoLink:
                 return
             self._users -= 1
             if self._users == 0 and self._port is not None:
-                try:
-                    self._port.close()
-                finally:
-                    self._port = None
+                port, self._port = self._port, None
+                port.close()
+                # pyserial's spy:// never closes the trace file it opened; do it here.
+                out = getattr(getattr(port, "formatter", None), "output", None)
+                if out is not None and getattr(out, "name", "").startswith("/") and not out.closed:
+                    out.close()
 
     def _identify(self) -> Identity:
         payload, t0, t1 = self.transact(Command.IDENTIFY)
@@ -141,6 +151,7 @@ class GalvoLink:
         if ident.protocol_version != PROTOCOL_VERSION:
             raise DeviceError(f"{self.url}: controller speaks protocol version {ident.protocol_version}, "
                               f"this driver speaks {PROTOCOL_VERSION}")
+        self.identity = ident
         self.stamp(ident.timestamp_us, t0, t1, *self.last_sizes)
         return ident
 
@@ -150,13 +161,15 @@ class GalvoLink:
         """Unwrap a controller timestamp, feed the clock sync with the exchange; returns device ns.
 
         The controller stamps a request when its last byte arrives, so the
-        midpoint of the exchange is late by half the difference between the
-        reply's and the request's wire time at ``baudrate``; that is removed.
-        (Over USB-CDC the baud rate is nominal: give the link's real rate.)
+        midpoint of the exchange is late by half the controller's turnaround
+        (from IDENTIFY) plus half the difference between the reply's and the
+        request's wire time at ``baudrate``; both are removed. (Over USB-CDC
+        the baud rate is nominal: give the link's real rate.)
         """
         self._device_us = unwrap_u32(self._device_us, device_us)
         device_ns = self._device_us * 1000
-        skew = (reply_bytes - request_bytes) * 10e9 / self.baudrate / 2
+        turnaround_ns = self.identity.turnaround_us * 1000 if self.identity else 0
+        skew = ((reply_bytes - request_bytes) * 10e9 / self.baudrate + turnaround_ns) / 2
         mid = (t_send_ns + t_recv_ns) / 2 - skew
         self.sync.add(device_ns, int(mid), (t_recv_ns - t_send_ns) / 2)
         return device_ns
@@ -219,7 +232,8 @@ class GalvoLink:
                     if f.seq == seq and f.cmd == want_cmd:
                         return f.payload, ""
                     self.counters["stale_replies"] += 1
-                if dec.crc_errors != crc0:
+                if dec.crc_errors != crc0 and not dec.pending and not port.in_waiting:
+                    # nothing left that could still be the reply: retry now rather than wait for the timeout
                     return None, "reply failed its CRC check"
                 if len(chunk) < need:
                     what = f"partial frame ({dec.pending} bytes)" if dec.pending else "no reply"

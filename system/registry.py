@@ -24,9 +24,11 @@ BUILTIN_BACKENDS: dict[str, dict[str, str]] = {
     },
     "galvo": {
         "sim": "foveate.hardware.sim.backends:SimGalvo",
+        "serial": "foveate.drivers.serial_galvo:SerialGalvo",
     },
     "line_laser": {
         "sim": "foveate.hardware.sim.backends:SimLineLaser",
+        "serial": "foveate.drivers.serial_laser:SerialLaser",
     },
 }
 

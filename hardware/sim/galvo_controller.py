@@ -109,6 +109,7 @@ class ControllerConfig:
     n_aux: int = 1
     servo_period_us: int = 10  # setpoint ramp update (100 kHz, like XY2-100)
     frame_timeout_ms: float = 5.0  # a partial frame older than this is discarded
+    turnaround_us: float = 20.0  # processing time before a reply starts (galvosim:// models it)
     firmware: tuple[int, int] = (1, 0)
     model: str = "foveate galvosim"
     extra: dict = field(default_factory=dict)
@@ -149,7 +150,8 @@ class GalvoController:
         self._trigger_pending = False
         self._last_request: tuple[int, int, bytes] | None = None
         self._last_reply = b""
-        self._ident = Identity(PROTOCOL_VERSION, cfg.firmware, 2, cfg.dac_bits, cfg.n_aux, MAX_PAYLOAD, 0, cfg.model)
+        self._ident = Identity(PROTOCOL_VERSION, cfg.firmware, 2, cfg.dac_bits, cfg.n_aux, MAX_PAYLOAD,
+                               int(round(cfg.turnaround_us)), 0, cfg.model)
 
     # ------------------------------------------------------------------ clocks
     def device_us(self, t_ns: float) -> int:

@@ -2,8 +2,8 @@
 
 ``serial.serial_for_url("galvosim://?natural_freq_hz=1500&clock_drift_ppm=40")``
 gives a ``SerialBase`` whose other end is a ``GalvoController``; query
-options are ``ControllerConfig`` fields plus ``turnaround_us`` (controller
-processing time, default 20). The driver registers this package with
+options are ``ControllerConfig`` fields (``turnaround_us`` is the
+controller's processing time before a reply, default 20). The driver registers this package with
 ``serial.protocol_handler_packages`` by name, so runtime code never imports it.
 
 Time model. The port reads and advances a clock: the rig's injected clock
@@ -40,7 +40,6 @@ class Serial(SerialBase):
         self.controller: GalvoController | None = None
         self._clock: Clock | None = None
         self._pending: deque[tuple[int, bytearray]] = deque()  # (ready time ns, bytes)
-        self.turnaround_us = 20.0
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------ set-up
@@ -64,7 +63,6 @@ class Serial(SerialBase):
             raise SerialException(f"expected a galvosim:// URL, got {self._port!r}")
         options = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()}
         try:
-            self.turnaround_us = float(options.pop("turnaround_us", self.turnaround_us))
             config = config_from_options(options)
         except ValueError as exc:
             raise SerialException(f"{self._port}: {exc}") from None
@@ -93,7 +91,7 @@ class Serial(SerialBase):
         clock.sleep_until_ns(t_arrive)
         reply = self.controller.receive(data, t_arrive)
         if reply:
-            ready = t_arrive + int(self.turnaround_us * 1e3) + self._byte_ns(len(reply))
+            ready = t_arrive + int(self.controller.config.turnaround_us * 1e3) + self._byte_ns(len(reply))
             self._pending.append((ready, bytearray(reply)))
         return len(data)
 
