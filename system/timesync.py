@@ -261,13 +261,16 @@ class ClockSync:
         nb = max(1, min(self.arrival_buckets, len(samples)))
         edges = np.linspace(d.min(), d.max() + 1, nb + 1)
         idx = np.clip(np.searchsorted(edges, d, side="right") - 1, 0, nb - 1)
-        lo = []
-        for b in range(nb):
-            members = np.nonzero(idx == b)[0]
-            if members.size:
-                lo.append(members[np.argmin((h - d)[members])])
-        lo = np.array(lo)
-        fit = fit_clock(d[lo], h[lo], **kw)
+        members = [np.nonzero(idx == b)[0] for b in range(nb)]
+        members = [m for m in members if m.size]
+        y = (h - d).astype(np.float64)
+        fit = None
+        for _ in range(3):
+            # Minimum per bucket of what the current line leaves over (first pass: of host - device);
+            # detrending first keeps a drift across a wide bucket from biasing which sample is lowest.
+            r = y if fit is None else y - (fit.offset_ns + fit.drift * (d - fit.ref_ns).astype(np.float64))
+            lo = np.array([m[np.argmin(r[m])] for m in members])
+            fit = fit_clock(d[lo], h[lo], **kw)
         # Residual of the envelope fit: how far the minima scatter about the line.
         self._fit = ClockFit(fit.offset_ns, fit.drift, fit.ref_ns, fit.residual_ns, len(samples), fit.n_inliers)
 
@@ -289,7 +292,7 @@ def match_triggers(
     *,
     tolerance_ns: float,
     max_offset_ns: float,
-    min_drift_span_s: float = 1.0,
+    min_drift_span_s: float = 0.1,
     max_drift_ppm: float = 500.0,
 ) -> TriggerMatch:
     """Match trigger times seen on two clocks (both sorted, ns) and fit ``other → ref``.
