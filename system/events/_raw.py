@@ -27,6 +27,19 @@ CNT_SKIPPED, CNT_UNKNOWN, CNT_FIRST_UNKNOWN, CNT_BEFORE_TB, CNT_PADDING = range(
 N_COUNTERS = 5
 
 
+def parse_t0(path, fields: dict[str, str]) -> int:
+    """The ``% t0`` offset (µs) that faery writes when it zeroes timestamps; 0 when absent."""
+    if "t0" not in fields:
+        return 0
+    try:
+        t0 = int(fields["t0"])
+    except ValueError:
+        raise fail(path, "header", f"'% t0 {fields['t0']}' is not an integer (µs)") from None
+    if t0 < 0:
+        raise fail(path, "header", f"'% t0 {t0}' is negative")
+    return t0
+
+
 class RawReader(EventReader):
     """Base of the EVT readers: ``%`` header, blocked word reading, trigger collection."""
 
@@ -48,13 +61,14 @@ class RawReader(EventReader):
             raise fail(self.path, "header", f"file declares EVT {version}, opened as EVT {self.evt_version}")
         self._file_size = hdr.sensor_size(self.path)
         self._data_offset = hdr.data_offset
+        self._t0 = parse_t0(self.path, hdr.fields)
         self._trig_parts: list[np.ndarray] | None = None
 
     @staticmethod
     def _kernel() -> Callable:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _iter_raw(self) -> Iterator[np.ndarray]:
+    def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
         kernel = self._kernel()
         wsize = self.word_dtype.itemsize
         total = os.path.getsize(self.path) - self._data_offset
@@ -65,14 +79,15 @@ class RawReader(EventReader):
         cnt[CNT_FIRST_UNKNOWN] = -1
         trig = np.empty(4096, TRIGGER_DTYPE)
         trig_parts: list[np.ndarray] = []
-        cap = self.chunk_events + self.max_events_per_word
+        block = n_words_total if whole else BLOCK_WORDS
+        cap = (n_words_total if whole else self.chunk_events) + self.max_events_per_word
         out = np.empty(cap, EVENT_DTYPE)
         n_out = 0
         word_base = 0
         with open(self.path, "rb") as f:
             f.seek(self._data_offset)
             while word_base < n_words_total:
-                count = min(BLOCK_WORDS, n_words_total - word_base)
+                count = min(block, n_words_total - word_base)
                 words = np.fromfile(f, dtype=self.word_dtype, count=count)
                 if len(words) < count:  # file shrank while reading
                     raise fail(self.path, f"byte offset {self._data_offset + (word_base + len(words)) * wsize}",
@@ -81,13 +96,24 @@ class RawReader(EventReader):
                 while i < count:
                     i, n_out, n_trig = kernel(words, i, out, n_out, trig, state, cnt, word_base)
                     if n_trig:
-                        trig_parts.append(trig[:n_trig].copy())
-                    if n_out > cap - self.max_events_per_word:
+                        part = trig[:n_trig].copy()
+                        part["t"] += self._t0
+                        trig_parts.append(part)
+                    if n_out > cap - self.max_events_per_word and whole:  # grow: one array in the end
+                        cap *= 2
+                        bigger = np.empty(cap, EVENT_DTYPE)
+                        bigger[:n_out] = out[:n_out]
+                        out = bigger
+                    elif n_out > cap - self.max_events_per_word:
+                        if self._t0:
+                            out["t"][:n_out] += self._t0
                         yield out[:n_out]
                         out = np.empty(cap, EVENT_DTYPE)
                         n_out = 0
                 word_base += count
         if n_out:
+            if self._t0:
+                out["t"][:n_out] += self._t0
             yield out[:n_out]
         self.stats.skipped_words += int(cnt[CNT_SKIPPED]) + int(cnt[CNT_PADDING])
         self.stats.unknown_words += int(cnt[CNT_UNKNOWN])

@@ -256,8 +256,8 @@ class Aedat4Reader(EventReader):
                 yield pos, np.frombuffer(buf, _AEDAT_EVENT, count=n, offset=vstart)
                 pos += 8 + size
 
-    def _iter_from(self, start: int) -> Iterator[np.ndarray]:
-        cap = self.chunk_events
+    def _iter_from(self, start: int, cap: int | None = None) -> Iterator[np.ndarray]:
+        cap = cap or self.chunk_events
         out = np.empty(cap, EVENT_DTYPE)
         k = 0
         index = 0
@@ -286,8 +286,9 @@ class Aedat4Reader(EventReader):
         if k:
             yield out[:k]
 
-    def _iter_raw(self) -> Iterator[np.ndarray]:
-        return self._iter_from(self._data_start)
+    def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
+        n = self.n_events if whole else None
+        return self._iter_from(self._data_start, n if n else None)
 
     def read_time(self, t0_us: int, t1_us: int) -> np.ndarray:
         if self._table is None or len(self._table) == 0:

@@ -103,8 +103,11 @@ class EventReader(ABC):
         """Parse the header and fill ``metadata`` / ``_file_size``; raise on a corrupt header."""
 
     @abstractmethod
-    def _iter_raw(self) -> Iterator[np.ndarray]:
-        """Decoded chunks in file order (``EVENT_DTYPE``), at most about ``chunk_events`` each."""
+    def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
+        """Decoded chunks in file order (``EVENT_DTYPE``), at most about ``chunk_events`` each.
+
+        With ``whole`` the format may return everything as one chunk.
+        """
 
     # -- metadata ---------------------------------------------------------------
     @property
@@ -146,27 +149,27 @@ class EventReader(ABC):
         return np.zeros(0, TRIGGER_DTYPE)
 
     # -- reading ------------------------------------------------------------------
-    def chunks(self) -> Iterator[np.ndarray]:
+    def chunks(self, whole: bool = False) -> Iterator[np.ndarray]:
         """Decoded events in file order, chunk by chunk, checked against the sensor size.
 
         Events outside the sensor raise (``repair=True``: dropped with a warning).
         The sensor is only checked when its size comes from the file or the caller.
+        ``whole=True`` lets the format decode everything into one chunk (``read_all``).
         """
+        from foveate.system.events._kernels import first_outside
+
         self.stats = DecodeStats()
         check = self._user_size or self._file_size
         index = 0
-        for ev in self._iter_raw():
+        for ev in self._iter_raw(whole):
             if check is not None and len(ev):
-                bad = (ev["x"] >= check[0]) | (ev["y"] >= check[1])
-                if bad.any():
-                    i = int(np.argmax(bad))
-                    msg = (
-                        f"x={int(ev['x'][i])}, y={int(ev['y'][i])} lies outside the {check[0]}x{check[1]} sensor"
-                    )
+                i = first_outside(ev["x"], ev["y"], check[0], check[1])
+                if i >= 0:
+                    msg = f"x={int(ev['x'][i])}, y={int(ev['y'][i])} lies outside the {check[0]}x{check[1]} sensor"
                     if not self.repair:
                         raise fail(self.path, f"event {index + i}", msg + " (repair=True / --repair drops such events)")
-                    n_bad = int(bad.sum())
-                    self.stats.repaired_events += n_bad
+                    bad = (ev["x"] >= check[0]) | (ev["y"] >= check[1])
+                    self.stats.repaired_events += int(bad.sum())
                     self._warn_once("outside", f"{self.path}: event {index + i}: {msg}; dropping events outside the sensor")
                     index += len(ev)
                     ev = ev[~bad]
@@ -179,7 +182,7 @@ class EventReader(ABC):
 
     def read_all(self) -> np.ndarray:
         """Every event in file order, in one array (mind the memory on big files)."""
-        parts = list(self.chunks())
+        parts = list(self.chunks(whole=True))
         if not parts:
             return np.zeros(0, EVENT_DTYPE)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from foveate.system.events._header import MAX_HEADER_BYTES, read_percent_header
+from foveate.system.events._raw import parse_t0
 from foveate.system.events.base import EventReader, EventWriter, fail
 from foveate.system.types import EVENT_DTYPE
 
@@ -81,6 +82,7 @@ class DatReader(EventReader):
         if ev_size != 8:
             raise fail(self.path, f"byte offset {offset - 1}", f"DAT event size {ev_size}, expected 8")
         self.metadata["event_type"] = CD_TYPES[ev_type]
+        self._t0 = parse_t0(self.path, hdr.fields)
         size = hdr.sensor_size(self.path)
         self._file_size = size
         self._data_offset = offset
@@ -92,9 +94,9 @@ class DatReader(EventReader):
     def n_events(self) -> int:
         return self._n
 
-    def _iter_raw(self) -> Iterator[np.ndarray]:
+    def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
         st = np.zeros(3, np.int64)
-        step = min(self.chunk_events, BLOCK_RECORDS)
+        step = max(self._n, 1) if whole else min(self.chunk_events, BLOCK_RECORDS)
         with open(self.path, "rb") as f:
             f.seek(self._data_offset)
             done = 0
@@ -106,6 +108,8 @@ class DatReader(EventReader):
                                "file ended early while reading")
                 out = np.empty(count, EVENT_DTYPE)
                 _decode(rec.reshape(count, 2), out, st)
+                if self._t0:
+                    out["t"] += self._t0
                 done += count
                 yield out
         if self._tail:

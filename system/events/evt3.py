@@ -41,6 +41,8 @@ from foveate.system.events._raw import (
 
 # decoder state slots
 _Y, _BX, _POL, _TH, _TL, _OVF, _HAS_TB = range(7)
+# trailing-zero count of every 12-bit mask (vector words)
+_CTZ = np.array([(m & -m).bit_length() - 1 if m else 0 for m in range(4096)], np.int64)
 
 
 @njit(cache=True, nogil=True)
@@ -84,12 +86,7 @@ def _decode(words, i, out, n_out, trig, st, cnt, word_base):  # pragma: no cover
             m = w & 0xFFF
             if has_tb:
                 while m:
-                    b = 0
-                    mm = m
-                    while (mm & 1) == 0:
-                        mm >>= 1
-                        b += 1
-                    ox[n_out] = bx + b
+                    ox[n_out] = bx + _CTZ[m]
                     oy[n_out] = y
                     ot[n_out] = t
                     op[n_out] = pol
@@ -104,12 +101,7 @@ def _decode(words, i, out, n_out, trig, st, cnt, word_base):  # pragma: no cover
             m = w & 0xFF
             if has_tb:
                 while m:
-                    b = 0
-                    mm = m
-                    while (mm & 1) == 0:
-                        mm >>= 1
-                        b += 1
-                    ox[n_out] = bx + b
+                    ox[n_out] = bx + _CTZ[m]
                     oy[n_out] = y
                     ot[n_out] = t
                     op[n_out] = pol

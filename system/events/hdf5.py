@@ -111,26 +111,25 @@ class DsecReader(EventReader):
         return int(t[0]) + self._offset, int(t[self._n - 1]) + self._offset
 
     def _read(self, i0: int, i1: int) -> np.ndarray:
+        from foveate.system.events._kernels import pack
+
         g = self._f["events"]
         out = np.empty(i1 - i0, EVENT_DTYPE)
-        for k in ("x", "y", "p"):
-            out[k] = g[k][i0:i1]
-        t = g["t"][i0:i1]
-        if self._offset:
-            out["t"] = t
-            out["t"] += self._offset
-        else:
-            out["t"] = t
+        if i1 > i0:
+            x, y, t, p = (g[k][i0:i1] for k in ("x", "y", "t", "p"))
+            if t.dtype.kind not in "iu" or x.dtype.kind not in "iu" or y.dtype.kind not in "iu" or p.dtype.kind not in "iub":
+                raise fail(self.path, "/events", f"non-integer datasets (x {x.dtype}, y {y.dtype}, t {t.dtype}, p {p.dtype})")
+            pack(out, x, y, t.astype(np.int64, copy=False) if t.dtype == np.uint64 else t, p.view(np.uint8) if p.dtype == bool else p, self._offset)
         return out
 
-    def _iter_range(self, i0: int, i1: int) -> Iterator[np.ndarray]:
-        step = self.chunk_events
+    def _iter_range(self, i0: int, i1: int, step: int | None = None) -> Iterator[np.ndarray]:
+        step = step or self.chunk_events
         for a in range(i0, i1, step):
             yield self._read(a, min(a + step, i1))
 
-    def _iter_raw(self) -> Iterator[np.ndarray]:
+    def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
         p_max = 0
-        for ev in self._iter_range(0, self._n):
+        for ev in self._iter_range(0, self._n, max(self._n, 1) if whole else None):
             if len(ev):
                 p_max = max(p_max, int(ev["p"].max()))
             if p_max > 1:

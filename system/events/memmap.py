@@ -46,9 +46,10 @@ class _MemmapReader(EventReader):
     def n_events(self) -> int:
         return int(self._t.shape[0])
 
-    def _iter_raw(self) -> Iterator[np.ndarray]:
-        for a in range(0, self.n_events, self.chunk_events):
-            yield self._convert(a, min(a + self.chunk_events, self.n_events))
+    def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
+        step = max(self.n_events, 1) if whole else self.chunk_events
+        for a in range(0, self.n_events, step):
+            yield self._convert(a, min(a + step, self.n_events))
 
     def _t_us(self, i: int) -> int:
         raise NotImplementedError
