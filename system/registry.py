@@ -21,6 +21,7 @@ BUILTIN_BACKENDS: dict[str, dict[str, str]] = {
     },
     "event_camera": {
         "sim": "foveate.hardware.sim.backends:SimEventCamera",
+        "replay": "foveate.drivers.replay_event_camera:ReplayEventCamera",
     },
     "galvo": {
         "sim": "foveate.hardware.sim.backends:SimGalvo",
