@@ -18,9 +18,14 @@ KINDS = ("frame_camera", "event_camera", "galvo", "line_laser")
 BUILTIN_BACKENDS: dict[str, dict[str, str]] = {
     "frame_camera": {
         "sim": "foveate.hardware.sim.backends:SimFrameCamera",
+        "opencv": "foveate.drivers.cameras.opencv:OpenCVCamera",
+        "folder": "foveate.drivers.cameras.folder:ImageFolderCamera",
+        "genicam": "foveate.drivers.cameras.genicam:GenICamCamera",
     },
     "event_camera": {
         "sim": "foveate.hardware.sim.backends:SimEventCamera",
+        "dv": "foveate.drivers.event_cameras.live:DVEventCamera",
+        "openeb": "foveate.drivers.event_cameras.live:OpenEBEventCamera",
         "replay": "foveate.drivers.replay_event_camera:ReplayEventCamera",
     },
     "galvo": {

@@ -200,8 +200,14 @@ class ClockSync:
 
     @property
     def fit(self) -> ClockFit | None:
-        """The current line, or None before the first sample."""
-        if self._since_fit and self._samples:
+        """The current line (refitted at most every ``refit_every`` samples), or None before the first sample."""
+        if self._fit is None and self._samples:
+            self._refit()
+        return self._fit
+
+    def refit(self) -> ClockFit | None:
+        """Fit now, using every sample kept so far."""
+        if self._samples:
             self._refit()
         return self._fit
 
@@ -225,7 +231,7 @@ class ClockSync:
 
     def summary(self) -> dict:
         """JSON-able figures for status reports: offset, drift, residual and round-trip bound in µs."""
-        fit = self.fit
+        fit = self.refit()
         if fit is None:
             return {"samples": 0}
         out = {
