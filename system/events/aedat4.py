@@ -290,6 +290,19 @@ class Aedat4Reader(EventReader):
         n = self.n_events if whole else None
         return self._iter_from(self._data_start, n if n else None)
 
+    def _packet_header_at(self, offset: int, size: int) -> int:
+        """The packet header a table offset refers to (dv-processing points at the body, 8 bytes later)."""
+        with open(self.path, "rb") as f:
+            for start in (offset, offset - 8):
+                if start < self._data_start:
+                    continue
+                f.seek(start)
+                hdr = f.read(8)
+                if len(hdr) == 8 and struct.unpack("<ii", hdr) == (self._stream, size):
+                    return start
+        raise fail(self.path, f"data table at byte offset {self._table_pos}",
+                   f"packet offset {offset} does not point at a packet of stream {self._stream}")
+
     def read_time(self, t0_us: int, t1_us: int) -> np.ndarray:
         if self._table is None or len(self._table) == 0:
             return super().read_time(t0_us, t1_us)
@@ -298,7 +311,7 @@ class Aedat4Reader(EventReader):
         if len(hit) == 0:
             return np.zeros(0, EVENT_DTYPE)
         parts = []
-        for ev in self._iter_from(int(tab[hit[0], 0])):
+        for ev in self._iter_from(self._packet_header_at(int(tab[hit[0], 0]), int(tab[hit[0], 1]))):
             t = ev["t"]
             sel = (t >= t0_us) & (t < t1_us)
             if sel.any():

@@ -8,7 +8,8 @@ without a header is the legacy layout (type 0, size 8). Accepted types: 0
 
 The 32-bit timestamp wraps after 71.6 minutes: a drop of more than 2^31 µs
 adds ``1 << 32``, so long recordings decode monotonically. The writer stores
-``t mod 2^32`` in the same way.
+``t mod 2^32`` in the same way and refuses a gap of 2^31 µs (35.8 min) or
+more between consecutive events, which no DAT reader could unwrap.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from numba import njit
 
 from foveate.system.events._header import MAX_HEADER_BYTES, read_percent_header
 from foveate.system.events._raw import parse_t0
+from foveate.system.errors import EventFormatError
 from foveate.system.events.base import EventReader, EventWriter, fail
 from foveate.system.types import EVENT_DTYPE
 
@@ -117,22 +119,36 @@ class DatReader(EventReader):
 
 
 class DatWriter(EventWriter):
-    """Writer of ``.dat`` CD files (``% Version 2``, type 0 Event2D, size 8), as OpenEB writes them."""
+    """Writer of ``.dat`` CD files (``% Version 2``, size 8).
+
+    The event type byte is 12 (EventCD) by default, which every reader tested
+    accepts (faery reads only 12); ``event_type=0`` writes the older Event2D tag.
+    """
 
     format = "dat"
 
-    def _open(self, **options: Any) -> None:
+    def _open(self, event_type: int = 12, **options: Any) -> None:
         if options:
             raise TypeError(f"unknown dat writer option(s): {', '.join(options)}")
+        if event_type not in CD_TYPES:
+            raise ValueError(f"DAT event_type must be one of {sorted(CD_TYPES)}, got {event_type}")
         w, h = self.sensor_size
         if w > 1 << 14 or h > 1 << 14:
             raise ValueError(f"DAT stores 14-bit coordinates; sensor {w}x{h} is too large")
         date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         header = f"% Data file containing CD events.\n% Version 2\n% Date {date}\n% Height {h}\n% Width {w}\n"
         self._f = open(self.path, "wb")
-        self._f.write(header.encode("ascii") + bytes([0, 8]))
+        self._f.write(header.encode("ascii") + bytes([event_type, 8]))
 
     def _write(self, events: np.ndarray) -> None:
+        t = events["t"]
+        gaps = np.diff(t, prepend=t[0] if self._last_t is None else self._last_t)
+        if len(gaps) and int(gaps.max()) >= 1 << 31:
+            i = int(np.argmax(gaps >= 1 << 31))
+            raise EventFormatError(
+                f"{self.path}: event {self.n_written + i} comes {int(gaps[i])} µs after the previous one; DAT's "
+                "32-bit time can only carry gaps under 2^31 µs (35.8 min): write another format"
+            )
         rec = np.empty((len(events), 2), np.uint32)
         rec[:, 0] = (events["t"] & 0xFFFFFFFF).astype(np.uint32)
         rec[:, 1] = (

@@ -67,7 +67,7 @@ class DsecReader(EventReader):
     def _open(self) -> None:
         h5py = _h5()
         try:
-            f = h5py.File(self.path, "r")
+            f = h5py.File(self.path, "r", rdcc_nbytes=32 << 20)  # keeps decompressed chunks for small reads
         except OSError as exc:
             raise fail(self.path, "HDF5", f"cannot open: {exc}") from None
         self._f = f
@@ -124,8 +124,11 @@ class DsecReader(EventReader):
 
     def _iter_range(self, i0: int, i1: int, step: int | None = None) -> Iterator[np.ndarray]:
         step = step or self.chunk_events
-        for a in range(i0, i1, step):
-            yield self._read(a, min(a + step, i1))
+        block = max(step, 1 << 16)  # HDF5 reads have a fixed cost: read blocks, hand out chunks
+        for a in range(i0, i1, block):
+            ev = self._read(a, min(a + block, i1))
+            for j in range(0, len(ev), step):
+                yield ev[j : j + step]
 
     def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
         p_max = 0
@@ -222,7 +225,8 @@ class _H5Writer(EventWriter):
         self._attrs()
 
     def _attrs(self) -> None:
-        pass
+        # extra attributes DSEC tools ignore; our reader takes the sensor size from them
+        self._f.attrs["width"], self._f.attrs["height"] = self.sensor_size
 
     def _write(self, events: np.ndarray) -> None:
         t = events["t"]
@@ -272,7 +276,7 @@ class _H5Writer(EventWriter):
 
 
 class DsecWriter(_H5Writer):
-    """Writer of DSEC-layout ``events.h5`` (t as ``u4`` µs after ``t_offset``)."""
+    """Writer of DSEC-layout ``events.h5`` (t as ``u4`` µs after ``t_offset``; ``width``/``height`` attributes)."""
 
     format = "dsec"
     t_dtype = "<u4"
@@ -285,8 +289,8 @@ class FoveateH5Writer(_H5Writer):
     t_dtype = "<i8"
 
     def _attrs(self) -> None:
+        super()._attrs()
         a = self._f.attrs
         a["format"] = FOVEATE_FORMAT
         a["version"] = FOVEATE_VERSION
-        a["width"], a["height"] = self.sensor_size
         a["t_unit"] = "us"
