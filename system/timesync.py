@@ -131,8 +131,10 @@ class ClockSync:
     Keeps at most ``max_samples`` samples within the last ``window_s``; when
     full it halves the sample density by keeping the better of each adjacent
     pair, so the window covers a long span (good for drift) with the best
-    exchanges (good for offset). Refits lazily, at most every ``refit_every``
-    new samples.
+    exchanges (good for offset). Refits after ``refit_every`` new samples,
+    and once past the first 16 fits at most every ``refit_interval_s`` of
+    device time (a fit costs about a millisecond; a 2 kHz link must not pay
+    it every few transactions). ``refit()`` and ``summary()`` fit at once.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class ClockSync:
         max_samples: int = 128,
         window_s: float = 600.0,
         refit_every: int = 8,
+        refit_interval_s: float = 0.1,
         min_drift_span_s: float = 1.0,
         max_drift_ppm: float = 500.0,
         arrival_buckets: int = 16,
@@ -161,6 +164,9 @@ class ClockSync:
         self._min_interval_ns = 0
         self._since_fit = 0
         self._fit: ClockFit | None = None
+        self._n_fits = 0
+        self._fit_at_ns = 0
+        self.refit_interval_ns = int(refit_interval_s * 1e9)
         self.n_added = 0
 
     # ------------------------------------------------------------------ input
@@ -186,7 +192,8 @@ class ClockSync:
             self._samples = deque(kept)
             span = self._samples[-1].device_ns - self._samples[0].device_ns
             self._min_interval_ns = max(self._min_interval_ns * 2, span // self.max_samples)
-        if self._fit is None or self._since_fit >= self.refit_every:
+        if self._fit is None or (self._since_fit >= self.refit_every
+                                 and (self._n_fits < 16 or device_ns - self._fit_at_ns >= self.refit_interval_ns)):
             self._refit()
 
     def add_exchange(self, device_ns: int, host_send_ns: int, host_recv_ns: int) -> None:
@@ -249,7 +256,10 @@ class ClockSync:
     # ------------------------------------------------------------------ fitting
     def _refit(self) -> None:
         self._since_fit = 0
+        self._n_fits += 1
         samples = list(self._samples)
+        if samples:
+            self._fit_at_ns = samples[-1].device_ns
         if not samples:
             self._fit = None
             return

@@ -224,7 +224,7 @@ def test_events_land_on_the_host_clock_and_triggers_align(backend, dv_env, opene
     assert st["late_events"] <= 0.01 * st["events_read"]
     # hardware-trigger alignment: the camera's external trigger matches the source's pulses
     ref = np.array(sensor.trig_truth[50:], dtype=np.int64) * 1000
-    m = match_triggers(ref, np.array(trig_host), tolerance_ns=200_000, max_offset_ns=3_000_000)
+    m = match_triggers(ref, np.array(trig_host), tolerance_ns=500_000, max_offset_ns=3_000_000)
     assert m.pairs.shape[0] >= len(ref) - 5
     # the trigger fit measures exactly the constant the events carry, so it can be removed
     measured = np.median(np.array(trig_host)[m.pairs[:, 1]] - ref[m.pairs[:, 0]])
