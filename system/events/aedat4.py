@@ -32,40 +32,37 @@ _AEDAT_EVENT = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1"), 
 
 
 class _FB:
-    """The few FlatBuffer reads AEDAT4 needs: table fields, strings, vectors."""
+    """The few FlatBuffer reads AEDAT4 needs: table fields, strings, vectors (bounds-checked)."""
 
     def __init__(self, buf: bytes, where: str, path) -> None:
         self.buf = buf
         self.where = where
         self.path = path
 
-    def _u32(self, pos: int) -> int:
-        if pos < 0 or pos + 4 > len(self.buf):
+    def _unpack(self, fmt: str, pos: int):
+        if pos < 0 or pos + struct.calcsize(fmt) > len(self.buf):
             raise fail(self.path, self.where, f"corrupt FlatBuffer: offset {pos} outside a {len(self.buf)}-byte buffer")
-        return struct.unpack_from("<I", self.buf, pos)[0]
+        return struct.unpack_from(fmt, self.buf, pos)[0]
+
+    def _u32(self, pos: int) -> int:
+        return self._unpack("<I", pos)
 
     def root(self, base: int = 0) -> int:
         return base + self._u32(base)
 
     def field(self, table: int, index: int) -> int:
         """Absolute position of field ``index`` of the table at ``table`` (0 when absent)."""
-        vt = table - struct.unpack_from("<i", self.buf, table)[0]
-        if vt < 0 or vt + 4 > len(self.buf):
-            raise fail(self.path, self.where, "corrupt FlatBuffer: vtable outside the buffer")
-        vt_size = struct.unpack_from("<H", self.buf, vt)[0]
+        vt = table - self._unpack("<i", table)
+        vt_size = self._unpack("<H", vt)
         entry = 4 + 2 * index
         if entry + 2 > vt_size:
             return 0
-        off = struct.unpack_from("<H", self.buf, vt + entry)[0]
+        off = self._unpack("<H", vt + entry)
         return table + off if off else 0
 
     def scalar(self, table: int, index: int, fmt: str, default):
         pos = self.field(table, index)
-        if not pos:
-            return default
-        if pos + struct.calcsize(fmt) > len(self.buf):
-            raise fail(self.path, self.where, "corrupt FlatBuffer: field outside the buffer")
-        return struct.unpack_from(fmt, self.buf, pos)[0]
+        return self._unpack(fmt, pos) if pos else default
 
     def vector(self, table: int, index: int) -> tuple[int, int]:
         """(start of elements, length) of a vector field; (0, 0) when absent."""
