@@ -82,7 +82,12 @@ def boxes_from(views: list[TargetView], ids: np.ndarray, cam: PinholeCamera, R_c
         if uv is None:
             continue
         (x0, y0), (x1, y1) = uv.min(axis=0), uv.max(axis=0)
-        full = max(v.sprite.coverage * (x1 - x0) * (y1 - y0), 1.0)
+        # Area of the projected billboard (shoelace over its outline, walked in order): galvo views turn the
+        # image a little, so the axis-aligned box is larger than the billboard.
+        n3 = uv.shape[0] // 4
+        ring = np.concatenate([uv[:n3], uv[3 * n3:][::1], uv[n3:2 * n3][::-1], uv[2 * n3:3 * n3][::-1]])
+        area = 0.5 * abs(float(np.dot(ring[:, 0], np.roll(ring[:, 1], -1)) - np.dot(ring[:, 1], np.roll(ring[:, 0], -1))))
+        full = max(v.sprite.coverage * area, 1.0)
         box = [float(np.clip(x0, 0, cam.width)), float(np.clip(y0, 0, cam.height)),
                float(np.clip(x1, 0, cam.width)), float(np.clip(y1, 0, cam.height))]
         out.append({"class_id": int(v.cls), "class_name": CLASSES[v.cls], "target_id": int(v.id),

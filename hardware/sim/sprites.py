@@ -25,8 +25,8 @@ class Sprite:
 
     @property
     def coverage(self) -> float:
-        """Fraction of the billboard covered (for visible-fraction ground truth)."""
-        return float((self.alpha > 0.5).mean())
+        """Fraction of the billboard covered: the silhouette's area (for visible-fraction ground truth)."""
+        return float(self.alpha.mean())
 
 
 def _finish(canvas: np.ndarray, w: int, h: int) -> Sprite:
@@ -41,7 +41,7 @@ def _finish(canvas: np.ndarray, w: int, h: int) -> Sprite:
 @lru_cache(maxsize=None)
 def human(phase: int) -> Sprite:
     """Walking person, billboard 0.6 m x 1.8 m; ``phase`` 0..3 is the stride."""
-    w, h = 24, 72
+    w, h = 48, 144
     W, H = w * _SS, h * _SS
     c = np.zeros((H, W), np.uint8)
     s = H / 72.0
@@ -68,7 +68,7 @@ def human(phase: int) -> Sprite:
 @lru_cache(maxsize=None)
 def vehicle_side() -> Sprite:
     """Car seen from the side, facing right; billboard 4.5 m x 1.5 m."""
-    w, h = 90, 30
+    w, h = 180, 60
     W, H = w * _SS, h * _SS
     c = np.zeros((H, W), np.uint8)
     s = W / 90.0
@@ -87,7 +87,7 @@ def vehicle_side() -> Sprite:
 @lru_cache(maxsize=None)
 def vehicle_front() -> Sprite:
     """Car seen from the front or back; billboard 1.9 m x 1.5 m."""
-    w, h = 38, 30
+    w, h = 76, 60
     W, H = w * _SS, h * _SS
     c = np.zeros((H, W), np.uint8)
     s = W / 38.0
