@@ -344,6 +344,7 @@ class GalvoController:
             if dec.pending and t_ns - self._last_byte_ns > self.config.frame_timeout_ms * 1e6:
                 dec.reset()
                 self.counters.partial_timeouts += 1
+                self.faults |= Fault.RX_ERROR
             self._last_byte_ns = t_ns
             crc0, garbage0 = dec.crc_errors, dec.garbage_bytes
             frames = dec.feed(self._damage_request(data))

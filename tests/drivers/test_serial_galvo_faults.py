@@ -62,7 +62,7 @@ def test_request_faults_recover(galvo, fault):
     assert galvo.link.counters["retries"] == 1
     assert ctl.target == [galvo.scales[0].to_code(-2.0), galvo.scales[1].to_code(3.0)]
     assert ctl.counters.crc_errors >= 1 or ctl.counters.partial_timeouts >= 1 or ctl.counters.garbage_bytes > 0
-    assert "rx_error" in galvo.position().faults or ctl.counters.partial_timeouts >= 1
+    assert "rx_error" in galvo.position().faults  # the controller saw a damaged frame and says so
 
 
 def test_controller_that_stops_answering_gives_a_clear_error_in_bounded_time(galvo):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from foveate.system.config import load_rig
+from foveate.system.registry import resolve_backend
 from foveate.system.rig import Rig
 
 NAME = "devices"
@@ -13,19 +15,22 @@ HELP = "open every device of the rig and print its status"
 def add_arguments(p) -> None:
     p.add_argument("--config", metavar="RIG", help="rig YAML file (default: the embedded simulated rig)")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
+    p.add_argument("--list", action="store_true",
+                   help="only check the rig file and list its devices and backends; open nothing")
     p.add_argument("--sync-seconds", type=float, default=0.0, metavar="S",
-                   help="exercise the devices for S seconds of rig time before reporting, so the clock sync of "
-                        "devices with their own clock (serial galvo, GenICam, live event cameras) also estimates "
-                        "drift (default: 0, the sync burst at open only)")
+                   help="poll the devices that have their own clock (serial galvo, GenICam, live event cameras) "
+                        "for S seconds of rig time before reporting, so their clock sync also estimates drift "
+                        "(default: 0, the sync burst at open only)")
 
 
 def _exercise(rig: Rig, seconds: float) -> None:
-    """Poll every device for ``seconds`` of rig time (galvo positions, frames, event packets)."""
+    """Poll the devices that have a clock of their own for ``seconds`` of rig time (positions, frames, packets)."""
     if seconds <= 0:
         return
+    timed = [dev for dev in rig.devices.values() if "sync" in dev.status()]
     end = rig.clock.now_ns() + int(seconds * 1e9)
-    while rig.clock.now_ns() < end:
-        for dev in rig.devices.values():
+    while timed and rig.clock.now_ns() < end:
+        for dev in timed:
             if dev.kind == "galvo":
                 dev.position()
             elif dev.kind in ("frame_camera", "event_camera"):
@@ -46,7 +51,27 @@ def sync_text(st: dict) -> str:
     return "no device clock: stamped on the rig clock (residual sync error 0 by construction)"
 
 
+def _list(args) -> int:
+    cfg = load_rig(args.config)
+    rows = {}
+    for name, dev in cfg.devices.items():
+        cls = resolve_backend(dev.kind, dev.backend, f"{cfg.source}: devices.{name}.backend")
+        settings = cls.Settings.model_validate(dev.settings).model_dump(mode="json")
+        rows[name] = {"kind": dev.kind, "backend": dev.backend, "class": f"{cls.__module__}:{cls.__name__}",
+                      "role": dev.role, "settings": settings}
+    if args.json:
+        print(json.dumps({"rig": cfg.name, "source": cfg.source, "devices": rows}, indent=2))
+        return 0
+    clock = "simulated" if cfg.simulated else "realtime"
+    print(f"rig {cfg.name}  ({cfg.source})  clock: {clock}  (listed, not opened)")
+    for name, r in rows.items():
+        print(f"  {name:<14} {r['kind']:<13} {r['backend']:<8} {r['class']:<55} role={r['role'] or '-'}")
+    return 0
+
+
 def run(args) -> int:
+    if args.list:
+        return _list(args)
     rig = Rig.from_file(args.config)
     with rig:
         _exercise(rig, args.sync_seconds)
