@@ -17,15 +17,18 @@ Model (per pixel, as in ESIM / v2e, simplified where noted):
   (Poisson; ``noise_on_frac`` of them ON, like leak events), independent of
   the signal.
 
-Everything is vectorised over the pixels that can fire in the interval
-(those whose change reaches a threshold, or whose hold ends), so the cost
-grows with the activity, not the sensor size; events of one interval are
-ordered with a stable radix sort on their 16-bit offset inside the interval.
+Two compiled passes (numba) over the pixels: the first counts each
+interval's events per microsecond, the second writes them straight into
+their time-sorted places (a counting sort), so no general sort is needed;
+quiet pixels cost one comparison.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
 from foveate.system.types import EVENT_DTYPE
 
@@ -52,19 +55,23 @@ class DvsArray:
         self.ref: np.ndarray | None = None
         self.prev: np.ndarray | None = None
         self.t_ready = np.zeros(n, np.float64)  # end of each pixel's refractory hold (us)
-        self._held = np.zeros(0, np.int64)  # pixels whose hold may still be running
+        # Scratch: the pixels that fire in a step (index, count, first time, period, polarity).
+        self._act_idx = np.zeros(n, np.int64)
+        self._act_n = np.zeros(n, np.int64)
+        self._act_t1 = np.zeros(n, np.float64)
+        self._act_per = np.zeros(n, np.float64)
+        self._act_pol = np.zeros(n, np.uint8)
 
     def reset(self, log_frame: np.ndarray, t_us: int) -> None:
         """Start from a frame: references equal the current log intensity, no pixel held."""
         self.ref = np.asarray(log_frame, np.float32).ravel().copy()
         self.prev = self.ref.copy()
         self.t_ready[:] = t_us
-        self._held = np.zeros(0, np.int64)
 
     def step(self, log_frame: np.ndarray, ta_us: int, tb_us: int) -> np.ndarray:
         """Events in ``[ta_us, tb_us)`` as log intensity goes from the previous frame (at ``ta_us``) to ``log_frame``.
 
-        Returns a time-sorted structured array in ``EVENT_DTYPE``.
+        Returns a time-sorted structured array in ``EVENT_DTYPE`` (ties in pixel order).
         """
         if self.ref is None:
             raise RuntimeError("DvsArray.step before reset")
@@ -72,77 +79,24 @@ class DvsArray:
             return np.zeros(0, EVENT_DTYPE)
         if tb_us - ta_us > 65535:
             raise ValueError("one step may span at most 65535 us")
-        Lb = np.asarray(log_frame, np.float32).ravel()
-        La = self.prev
-        ref = self.ref
-        dt = float(tb_us - ta_us)
-        # Candidates: the change reaches a threshold by tb, or a hold ends inside the interval.
-        D_b = Lb - ref
-        cand = np.flatnonzero(np.abs(D_b) >= self.c_min)
-        if self._held.size:
-            still = self._held[self.t_ready[self._held] > ta_us]
-            cand = np.union1d(cand, still)
-        out = [self._fire(cand, La, Lb, ta_us, tb_us, dt)]
-        self._held = self._held[self.t_ready[self._held] >= tb_us] if self._held.size else self._held
+        Lb = np.ascontiguousarray(log_frame, dtype=np.float32).ravel()
+        if Lb.shape[0] != self.ref.shape[0]:
+            raise ValueError(f"frame has {Lb.shape[0]} pixels, the array {self.ref.shape[0]}")
+        n_bins = int(tb_us - ta_us)
+        hist = np.zeros(n_bins + 1, np.int64)
+        total, n_act = _count(self.prev, Lb, self.ref, self.t_ready, self.c_on, self.c_off, int(ta_us), int(tb_us),
+                              self.refractory_us, self.c_min, hist, self._act_idx, self._act_n, self._act_t1,
+                              self._act_per, self._act_pol)
+        ev = np.empty(total, EVENT_DTYPE)
+        if total:
+            starts = np.concatenate(([0], np.cumsum(hist[:-1])))
+            _fire(self.width, int(ta_us), int(tb_us), starts, self._act_idx, self._act_n, self._act_t1, self._act_per,
+                  self._act_pol, n_act, ev["x"], ev["y"], ev["t"], ev["p"])
+        self.prev = Lb.copy()
         noise = self._background(ta_us, tb_us)
         if noise.size:
-            out.append(noise)
-        self.prev = Lb.copy()
-        ev = np.concatenate(out) if len(out) > 1 else out[0]
-        if ev.size > 1:
-            order = np.argsort((ev["t"] - ta_us).astype(np.uint16), kind="stable")
-            ev = ev[order]
-        return ev
-
-    def _fire(self, idx: np.ndarray, La: np.ndarray, Lb: np.ndarray, ta: int, tb: int, dt: float) -> np.ndarray:
-        if idx.size == 0:
-            return np.zeros(0, EVENT_DTYPE)
-        la = La[idx].astype(np.float64)
-        lb = Lb[idx].astype(np.float64)
-        slope = (lb - la) / dt  # log units per us
-        ref = self.ref[idx].astype(np.float64)
-        t_ready = self.t_ready[idx]
-        start = np.maximum(t_ready, float(ta))
-        # A hold ending inside the interval resamples the reference there.
-        resample = (t_ready > ta) & (t_ready < tb)
-        ref = np.where(resample, la + slope * (start - ta), ref)
-        d_start = la + slope * (start - ta) - ref
-        up = slope > 0
-        c = np.where(up, self.c_on[idx], self.c_off[idx]).astype(np.float64)
-        target = np.where(up, c, -c)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t1 = start + (target - d_start) / slope
-            period = self.refractory_us + c / np.abs(slope)
-        ok = (slope != 0) & (t1 >= start) & (t1 < tb) & (start < tb)
-        # Pixels whose reference merely moved (resampled) but which do not fire.
-        quiet = resample & ~ok
-        if quiet.any():
-            self.ref[idx[quiet]] = ref[quiet]
-        if not ok.any():
-            return np.zeros(0, EVENT_DTYPE)
-        p_idx = idx[ok]
-        t1, period, slope_ok, la_ok, ref_ok = t1[ok], period[ok], slope[ok], la[ok], ref[ok]
-        n = (np.floor((tb - 1e-6 - t1) / period) + 1).astype(np.int64)
-        t_last = t1 + (n - 1) * period
-        hold_end = t_last + self.refractory_us
-        # New references: resampled when the hold ends inside the interval, else at the next step.
-        inside = hold_end <= tb
-        new_ref = np.where(inside, la_ok + slope_ok * (hold_end - ta), ref_ok)
-        self.ref[p_idx] = new_ref.astype(np.float32)
-        self.t_ready[p_idx] = hold_end
-        held_now = p_idx[~inside]
-        if held_now.size:
-            self._held = np.union1d(self._held, held_now)
-        total = int(n.sum())
-        rep = np.repeat(np.arange(p_idx.size), n)
-        k = np.arange(total) - np.repeat(np.cumsum(n) - n, n)
-        t = np.floor(t1[rep] + k * period[rep]).astype(np.int64)
-        ev = np.empty(total, EVENT_DTYPE)
-        pix = p_idx[rep]
-        ev["x"] = pix % self.width
-        ev["y"] = pix // self.width
-        ev["t"] = np.clip(t, ta, tb - 1)
-        ev["p"] = (slope_ok[rep] > 0).astype(np.uint8)
+            noise = noise[np.argsort(noise["t"], kind="stable")]
+            ev = np.insert(ev, np.searchsorted(ev["t"], noise["t"], side="right"), noise)
         return ev
 
     def _background(self, ta: int, tb: int) -> np.ndarray:
@@ -158,3 +112,88 @@ class DvsArray:
         ev["t"] = self.rng.integers(ta, tb, n)
         ev["p"] = (self.rng.random(n) < self.noise_on_frac).astype(np.uint8)
         return ev
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pixel(la, lb, ref, tr, c_on, c_off, ta, tb, refr):
+    """One pixel over [ta, tb): (n events, first time, period, new ref, new t_ready, slope)."""
+    dt = tb - ta
+    slope = (lb - la) / dt
+    start = tr if tr > ta else float(ta)
+    if start >= tb:
+        return 0, 0.0, 0.0, ref, tr, slope
+    resample = tr > ta
+    r = ref
+    if resample:
+        r = la + slope * (start - ta)
+    if slope == 0.0:
+        return 0, 0.0, 0.0, r, tr, slope
+    d_start = la + slope * (start - ta) - r
+    if slope > 0.0:
+        c = c_on
+        t1 = start + (c - d_start) / slope
+    else:
+        c = c_off
+        t1 = start + (-c - d_start) / slope
+    if not (t1 >= start and t1 < tb):
+        return 0, 0.0, 0.0, r, tr, slope
+    period = refr + c / abs(slope)
+    n = int(math.floor((tb - 1e-6 - t1) / period)) + 1
+    hold_end = t1 + (n - 1) * period + refr
+    if hold_end <= tb:
+        r = la + slope * (hold_end - ta)
+    return n, t1, period, r, hold_end, slope
+
+
+@njit(cache=True, nogil=True)
+def _count(La, Lb, ref, t_ready, c_on, c_off, ta, tb, refr, c_min, hist, act_idx, act_n, act_t1, act_per, act_pol):
+    """Pass 1: update every pixel, list the firing ones, count events per microsecond offset into ``hist``.
+
+    Returns (total events, number of firing pixels).
+    """
+    total = 0
+    n_act = 0
+    for i in range(La.shape[0]):
+        tr = t_ready[i]
+        if tr <= ta and abs(Lb[i] - ref[i]) < c_min:
+            continue
+        n, t1, period, r, hold, slope = _pixel(La[i], Lb[i], ref[i], tr, c_on[i], c_off[i], ta, tb, refr)
+        ref[i] = r
+        t_ready[i] = hold
+        if n == 0:
+            continue
+        act_idx[n_act] = i
+        act_n[n_act] = n
+        act_t1[n_act] = t1
+        act_per[n_act] = period
+        act_pol[n_act] = 1 if slope > 0 else 0
+        n_act += 1
+        for k in range(n):
+            t = int(math.floor(t1 + k * period))
+            if t > tb - 1:
+                t = tb - 1
+            hist[t - ta] += 1
+        total += n
+    return total, n_act
+
+
+@njit(cache=True, nogil=True)
+def _fire(width, ta, tb, starts, act_idx, act_n, act_t1, act_per, act_pol, n_act, xs, ys, ts, ps):
+    """Pass 2: write the events of the firing pixels at their time-sorted places (``starts``: next slot per offset)."""
+    for a in range(n_act):
+        i = act_idx[a]
+        x = i % width
+        y = i // width
+        pol = act_pol[a]
+        t1 = act_t1[a]
+        period = act_per[a]
+        for k in range(act_n[a]):
+            t = int(math.floor(t1 + k * period))
+            if t > tb - 1:
+                t = tb - 1
+            j = starts[t - ta]
+            starts[t - ta] = j + 1
+            xs[j] = x
+            ys[j] = y
+            ts[j] = t
+            ps[j] = pol

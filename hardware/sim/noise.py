@@ -22,20 +22,29 @@ def _table(seed: int) -> np.ndarray:
 
 def _remap(table: np.ndarray, x, y, interp: int) -> np.ndarray:
     """Sample the periodic table at (x, y) (table texel centres at integers) for any input shape."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    x, y = np.broadcast_arrays(x, y)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.shape != y.shape:
+        x, y = np.broadcast_arrays(x, y)
     shape = x.shape
-    n = x.size
-    cols = 1024 if n > 1024 else max(n, 1)
-    rows = -(-n // cols)
-    mx = np.zeros(rows * cols, np.float32)
-    my = np.zeros(rows * cols, np.float32)
-    # Wrap in float64 first so large coordinates keep their fraction in float32.
-    mx[:n] = np.mod(x.ravel(), _N)
-    my[:n] = np.mod(y.ravel(), _N)
-    out = cv2.remap(table, mx.reshape(rows, cols), my.reshape(rows, cols), interp, borderMode=cv2.BORDER_WRAP)
-    return out.ravel()[:n].reshape(shape)
+    # remap takes 2-D float32 maps with coordinates well inside +-32767: wrap large ones first (in float64,
+    # so their fraction survives), and fold other shapes into rows of 1024.
+    if max(float(np.abs(x).max(initial=0)), float(np.abs(y).max(initial=0))) > 30000.0:
+        x = np.mod(x, _N)
+        y = np.mod(y, _N)
+    mx = x.astype(np.float32)
+    my = y.astype(np.float32)
+    if mx.ndim != 2 or mx.shape[1] > 30000 or mx.shape[0] > 30000:
+        n = mx.size
+        cols = 1024 if n > 1024 else max(n, 1)
+        rows = -(-n // cols)
+        fx = np.zeros(rows * cols, np.float32)
+        fy = np.zeros(rows * cols, np.float32)
+        fx[:n] = mx.ravel()
+        fy[:n] = my.ravel()
+        out = cv2.remap(table, fx.reshape(rows, cols), fy.reshape(rows, cols), interp, borderMode=cv2.BORDER_WRAP)
+        return out.ravel()[:n].reshape(shape)
+    return cv2.remap(table, mx, my, interp, borderMode=cv2.BORDER_WRAP)
 
 
 def hash01(ix, iy, seed: int) -> np.ndarray:
