@@ -26,3 +26,30 @@ def pack(out, x, y, t, p, t_add):  # pragma: no cover - compiled
         oy[i] = y[i]
         ot[i] = t[i] + t_add
         op[i] = p[i]
+
+
+@njit(cache=True, nogil=True)
+def first_descent(t):  # pragma: no cover - compiled
+    """Index of the first ``t[i] < t[i - 1]``, or -1 when ``t`` is non-decreasing."""
+    for i in range(1, t.shape[0]):
+        if t[i] < t[i - 1]:
+            return i
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def check_for_writer(x, y, t, p, w, h, last_t, need_sorted, allow_negative):  # pragma: no cover - compiled
+    """First problem in a chunk to write: (code, index); code 0 none, 1 outside sensor,
+    2 polarity > 1, 3 time goes back (vs the previous event or ``last_t``), 4 negative time."""
+    prev = last_t
+    for i in range(t.shape[0]):
+        if x[i] >= w or y[i] >= h:
+            return 1, i
+        if p[i] > 1:
+            return 2, i
+        if t[i] < 0 and not allow_negative:
+            return 4, i
+        if need_sorted and t[i] < prev:
+            return 3, i
+        prev = t[i]
+    return 0, -1

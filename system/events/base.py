@@ -240,6 +240,8 @@ class EventWriter(ABC):
     format: ClassVar[str] = ""
     #: True when the format needs non-decreasing timestamps (index or delta coding)
     needs_sorted: ClassVar[bool] = True
+    #: True when the format can store timestamps before 0 µs
+    allows_negative_t: ClassVar[bool] = False
 
     def __init__(self, path: str | Path, sensor_size: tuple[int, int], **options: Any) -> None:
         self.path = Path(path)
@@ -269,32 +271,22 @@ class EventWriter(ABC):
             raise TypeError(f"events must have dtype {EVENT_DTYPE}, got {events.dtype}")
         if len(events) == 0:
             return
+        from foveate.system.events._kernels import check_for_writer
+
         w, h = self.sensor_size
-        if int(events["x"].max()) >= w or int(events["y"].max()) >= h:
-            bad = np.flatnonzero((events["x"] >= w) | (events["y"] >= h))[0]
-            raise EventFormatError(
-                f"{self.path}: event {self.n_written + bad} at x={events['x'][bad]}, y={events['y'][bad]} "
-                f"lies outside the {w}x{h} sensor"
-            )
-        if int(events["p"].max()) > 1:
-            bad = np.flatnonzero(events["p"] > 1)[0]
-            raise EventFormatError(f"{self.path}: event {self.n_written + bad} has polarity {events['p'][bad]} (expected 0/1)")
+        last = -(1 << 62) if self._last_t is None else self._last_t
+        code, i = check_for_writer(events["x"], events["y"], events["t"], events["p"], w, h, last, self.needs_sorted,
+                                   self.allows_negative_t)
+        if code:
+            e = events[i]
+            what = {
+                1: f"at x={e['x']}, y={e['y']} lies outside the {w}x{h} sensor",
+                2: f"has polarity {e['p']} (expected 0/1)",
+                3: f"goes back in time (t={int(e['t'])} µs); the {self.format} writer needs time-sorted events",
+                4: f"has a negative timestamp {int(e['t'])} µs",
+            }[code]
+            raise EventFormatError(f"{self.path}: event {self.n_written + i} {what}")
         t = events["t"]
-        if self.needs_sorted:
-            first_bad = -1
-            if self._last_t is not None and t[0] < self._last_t:
-                first_bad = 0
-            elif len(t) > 1:
-                d = np.diff(t) < 0
-                if d.any():
-                    first_bad = int(np.argmax(d)) + 1
-            if first_bad >= 0:
-                raise EventFormatError(
-                    f"{self.path}: event {self.n_written + first_bad} goes back in time (t={int(t[first_bad])} µs); "
-                    f"the {self.format} writer needs time-sorted events"
-                )
-        if int(t[0]) < 0:
-            raise EventFormatError(f"{self.path}: event {self.n_written} has a negative timestamp {int(t[0])} µs")
         self._write(events)
         self._last_t = int(t[-1]) if self._last_t is None else max(self._last_t, int(t[-1]))
         self.n_written += len(events)

@@ -78,16 +78,21 @@ def _decode(words, i, out, n_out, trig, st, cnt, word_base):  # pragma: no cover
 
 @njit(cache=True, nogil=True)
 def _encode(x, y, t, p, out, st):  # pragma: no cover - compiled
-    """Encode sorted events; ``st[0]`` = last t >> 6 (-1 = none). Returns words written."""
+    """Encode sorted events; ``st[0]`` = last t >> 6 (-1 = none). Words written, or -1 if ``out`` is too small."""
     k = 0
+    cap = out.shape[0]
     last_hi = st[0]
     mask = (1 << 28) - 1
     for j in range(t.shape[0]):
+        if k + 2 > cap:
+            return -1
         tj = t[j]
         hi = tj >> 6
         if hi != last_hi:
             if last_hi >= 0:
                 while hi - last_hi > mask:  # step so the decoder sees every 34-bit wrap
+                    if k + 3 > cap:
+                        return -1
                     last_hi += mask
                     out[k] = (0x8 << 28) | (last_hi & mask)
                     k += 1
@@ -123,13 +128,15 @@ class Evt2Writer(RawWriter):
     format_name = "EVT2"
 
     def _write(self, events: np.ndarray) -> None:
-        t = np.ascontiguousarray(events["t"])
-        hi = t >> 6
-        prev = self._state[0] if self._state[0] >= 0 else hi[0]
-        extra = int((np.diff(hi, prepend=prev) // ((1 << 28) - 1)).sum())
-        out = np.empty(2 * len(events) + extra + 2, np.uint32)
-        k = _encode(
-            np.ascontiguousarray(events["x"]), np.ascontiguousarray(events["y"]), t,
-            np.ascontiguousarray(events["p"]), out, self._state,
-        )
+        x, y, t, p = events["x"], events["y"], events["t"], events["p"]
+        saved = self._state.copy()
+        out = np.empty(2 * len(events) + 2, np.uint32)
+        k = _encode(x, y, t, p, out, self._state)
+        if k < 0:  # gaps of hours need extra TIME_HIGH steps: size the output exactly
+            self._state[:] = saved
+            hi = t >> 6
+            prev = saved[0] if saved[0] >= 0 else hi[0]
+            extra = int((np.diff(hi, prepend=prev) // ((1 << 28) - 1)).sum())
+            out = np.empty(2 * len(events) + extra + 2, np.uint32)
+            k = _encode(x, y, t, p, out, self._state)
         out[:k].tofile(self._f)

@@ -152,17 +152,25 @@ assert (CNT_SKIPPED, CNT_UNKNOWN, CNT_FIRST_UNKNOWN, CNT_BEFORE_TB, CNT_PADDING)
 
 @njit(cache=True, nogil=True)
 def _encode(x, y, t, p, out, st):  # pragma: no cover - compiled
-    """Encode sorted events; ``st`` = [last t>>12, last t, last y] (-1 = none). Returns words written."""
+    """Encode sorted events; ``st`` = [last t>>12, last t, last y] (-1 = none).
+
+    Returns the words written, or -1 if ``out`` is too small (``st`` is then partly updated).
+    """
     k = 0
+    cap = out.shape[0]
     last_hi = st[0]
     last_t = st[1]
     last_y = st[2]
     for j in range(t.shape[0]):
+        if k + 4 > cap:
+            return -1
         tj = t[j]
         hi = tj >> 12
         if hi != last_hi:
             if last_hi >= 0:
                 while hi - last_hi > 4095:  # step so the decoder sees every 24-bit wrap
+                    if k + 5 > cap:
+                        return -1
                     last_hi += 4095
                     out[k] = 0x8000 | (last_hi & 0xFFF)
                     k += 1
@@ -208,14 +216,15 @@ class Evt3Writer(RawWriter):
     format_name = "EVT3"
 
     def _write(self, events: np.ndarray) -> None:
-        t = np.ascontiguousarray(events["t"])
-        hi = t >> 12
-        prev = self._state[0] if self._state[0] >= 0 else hi[0]
-        gaps = np.diff(hi, prepend=prev)
-        extra = int((gaps // 4095).sum())
-        out = np.empty(4 * len(events) + extra + 4, np.uint16)
-        k = _encode(
-            np.ascontiguousarray(events["x"]), np.ascontiguousarray(events["y"]), t,
-            np.ascontiguousarray(events["p"]), out, self._state,
-        )
+        x, y, t, p = events["x"], events["y"], events["t"], events["p"]
+        saved = self._state.copy()
+        out = np.empty(4 * len(events) + 4, np.uint16)
+        k = _encode(x, y, t, p, out, self._state)
+        if k < 0:  # gaps over 16.8 s need extra TIME_HIGH steps: size the output exactly
+            self._state[:] = saved
+            hi = t >> 12
+            prev = saved[0] if saved[0] >= 0 else hi[0]
+            extra = int((np.diff(hi, prepend=prev) // 4095).sum())
+            out = np.empty(4 * len(events) + extra + 4, np.uint16)
+            k = _encode(x, y, t, p, out, self._state)
         out[:k].tofile(self._f)

@@ -127,6 +127,7 @@ class NpyWriter(EventWriter):
 
     format = "npy"
     needs_sorted = False
+    allows_negative_t = True
 
     def _open(self, **options: Any) -> None:
         if options:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
+from foveate.system.events._kernels import first_descent
 from foveate.system.events.base import fail
 from foveate.system.types import EVENT_DTYPE, EventPacket
 
@@ -62,7 +63,7 @@ def ordered_chunks(reader: "EventReader", reorder_us: int = DEFAULT_REORDER_US) 
                     index += n
                     continue
         index += n
-        sorted_chunk = len(t) < 2 or bool(np.all(t[1:] >= t[:-1]))
+        sorted_chunk = first_descent(t) < 0
         cmax = int(t[-1]) if sorted_chunk else int(t.max())
         max_seen = cmax if max_seen is None else max(max_seen, cmax)
         boundary = max_seen - reorder_us

@@ -17,7 +17,7 @@ promise: ≤ 256 MB whatever the size).
 from __future__ import annotations
 
 import os
-import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -165,41 +165,63 @@ def _references(files: dict[str, Path]) -> dict[str, list[tuple[str, Callable[[]
     return refs
 
 
+_CONVERT = (
+    "import argparse, sys; from foveate.tools.commands import events; "
+    "p = argparse.ArgumentParser(); events.add_arguments(p); rc = events.run(p.parse_args(sys.argv[1:])); "
+    "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))); sys.exit(rc)"
+)
+
+
+def _convert_once(src: Path, dst: Path) -> tuple[float, float]:
+    """Run ``events convert SRC DST --format evt2`` in a fresh process: (wall s, peak RSS MB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CONVERT, "convert", str(src), str(dst), "--format", "evt2",
+                           "--no-progress", "--force"], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"convert failed: {proc.stderr.strip()}")
+    return wall, int(proc.stdout.strip().splitlines()[-1]) / 1024
+
+
 def _convert_rows(gb: float) -> list[Row]:
-    """Generate an EVT 3.0 file of ``gb`` GB and convert it to EVT 2.0 with the CLI; wall time and peak RSS."""
+    """Generate EVT 3.0 files of ``gb``/10 and ``gb`` GB, convert each to EVT 2.0; wall time and peak RSS.
+
+    The command runs as the ``events`` command module in a fresh process (the full ``foveate``
+    parser also imports other commands' dependencies); peak RSS is the process's VmHWM (``ru_maxrss``
+    would include the pages of the forking parent).
+    """
     from foveate.system.events import create_writer
 
     ev, size, _ = _source_events(N_EVENTS)
     rows = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("FOVEATE_BENCH_TMP")) as d:
         src, dst = Path(d) / "big.raw", Path(d) / "big_evt2.raw"
-        target = int(gb * 1e9)
         span = int(ev["t"][-1]) + 1000
         k = 0
+        n_small = 0
         with create_writer(src, size, format="evt3") as w:
-            while src.stat().st_size < target:
-                block = ev.copy()
-                block["t"] += k * span
-                w.write(block)
-                w._f.flush()
-                k += 1
+            for target_gb in (gb / 10, gb):
+                while src.stat().st_size < target_gb * 1e9:
+                    block = ev.copy()
+                    block["t"] += k * span
+                    w.write(block)
+                    w._f.flush()
+                    k += 1
+                if not n_small:  # a copy at a tenth of the size: same peak RSS expected
+                    n_small = k * len(ev)
+                    shutil.copyfile(src, Path(d) / "small.raw")
+        wall_s, peak_s = _convert_once(Path(d) / "small.raw", dst)
+        os.unlink(Path(d) / "small.raw")
+        wall, peak = _convert_once(src, dst)
         n_events = k * len(ev)
-        t0 = time.perf_counter()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        proc = subprocess.run(
-            [sys.executable, "-m", "foveate.tools.cli", "events", "convert", str(src), str(dst), "--format", "evt2",
-             "--no-progress"],
-            capture_output=True, text=True,
-        )
-        wall = time.perf_counter() - t0
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if proc.returncode != 0:
-            raise RuntimeError(f"convert failed: {proc.stderr.strip()}")
         size_gb = src.stat().st_size / 1e9
+        rows.append(Row(NAME, f"convert {size_gb / 10:.1f} GB EVT3 ({n_small / 1e6:.0f} M events) to EVT2: peak RSS",
+                        round(peak_s, 1), "MB", goal="<= 256 MB"))
         rows.append(Row(NAME, f"convert {size_gb:.1f} GB EVT3 ({n_events / 1e6:.0f} M events) to EVT2: peak RSS",
-                        round(peak_mb, 1), "MB", goal="<= 256 MB whatever the size" + ("" if before <= peak_mb else "")))
-        rows.append(Row(NAME, "convert throughput", round(n_events / wall / 1e6, 1), "M events/s",
-                        baseline=f"wall {wall:.0f} s"))
+                        round(peak, 1), "MB", baseline=f"{peak_s:.1f} MB at 1/10 the size", ratio=peak / peak_s,
+                        goal="<= 256 MB whatever the size"))
+        rows.append(Row(NAME, f"convert {size_gb:.1f} GB EVT3 to EVT2: throughput", round(n_events / wall / 1e6, 1),
+                        "M events/s", baseline=f"wall {wall:.0f} s"))
     return rows
 
 
