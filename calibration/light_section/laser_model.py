@@ -87,7 +87,7 @@ class DynamicLaser:
         return DynamicLaser(unit(d["sheet_normal0"]), float(d["sheet_d0_mm"]), mirror)
 
 
-def nominal_laser(baseline_mm: float = 900.0, aim_mm=(0.0, 0.0, 1925.0), emitter_distance_mm: float = 80.0) -> DynamicLaser:
+def nominal_laser(baseline_mm: float = 1200.0, aim_mm=(0.0, 0.0, 1925.0), emitter_distance_mm: float = 80.0) -> DynamicLaser:
     """An ideal laser galvo ``baseline_mm`` right of the camera galvo (rig x axis), sheet vertical.
 
     The laser sits ``emitter_distance_mm`` further right and shines along -x onto

@@ -67,7 +67,7 @@ class SimLaserOptics:
     """True laser geometry of a simulated light-section rig."""
 
     model: DynamicLaser = field(default_factory=nominal_laser)
-    emitter_mm: tuple[float, float, float] = (980.0, 0.0, 0.0)
+    emitter_mm: tuple[float, float, float] | None = None  # None: the design's, ``model.meta["emitter_mm"]``
     beam_dir: tuple[float, float, float] = (-1.0, 0.0, 0.0)
     fan_half_deg: float = 26.0
     sigma_mm: float = 0.5  # Gaussian 1-sigma half-thickness of the sheet
@@ -80,7 +80,7 @@ class SimLaserOptics:
         M = self.model.reflection(angle_deg)
         # The emitter and beam lie in the emitted sheet (project them, in case the sheet was perturbed).
         n0 = unit(self.model.normal0)
-        e = np.asarray(self.emitter_mm, float)
+        e = np.asarray(self.emitter_mm if self.emitter_mm is not None else self.model.meta["emitter_mm"], float)
         e = e - (n0 @ e - self.model.d0) * n0
         b = unit(self.beam_dir)
         b = unit(b - (b @ n0) * n0)
@@ -103,5 +103,5 @@ def perturbed_laser(optics: SimLaserOptics, seed: int = 3, angle_deg: float = 0.
     mirror = replace(m, axis_point=np.asarray(m.axis_point) + rng.normal(0, shift_mm, 3), axis_dir=rot(m.axis_dir),
                      normal0=rot(m.normal0), gain=m.gain * (1 + rng.normal(0, gain_err)),
                      offset_deg=m.offset_deg + rng.normal(0, angle_deg))
-    model = DynamicLaser(rot(optics.model.normal0), optics.model.d0 + rng.normal(0, shift_mm), mirror)
+    model = DynamicLaser(rot(optics.model.normal0), optics.model.d0 + rng.normal(0, shift_mm), mirror, meta=optics.model.meta)
     return replace(optics, model=model)

@@ -10,18 +10,20 @@ quantisation of the command). Labels are surface index + 1 (0: nothing hit);
 
 Surfaces are ray-cast once per camera view and cached; a galvo's wobble moves
 the rays by microradians between frames, so each frame re-casts exactly only
-the pixels near the laser sheet.
+the pixels near the laser sheet (found on a coarse grid of the cached hits).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from foveate.calibration.light_section.laser_model import DynamicLaser
 from foveate.hardware.sim.light_section.laser import GalvoAngleErrors, SheetState, SimLaserOptics, perturbed_laser
-from foveate.hardware.sim.light_section.render import REF_DISTANCE_MM, SpeckleField, ViewHits, cast_view
+from foveate.hardware.sim.light_section.render import REF_DISTANCE_MM, SpeckleField, ViewHits, cast_view, sheet_blocks
 from foveate.hardware.sim.light_section.scenes import SCENES, scene_geometry
 from foveate.hardware.sim.light_section.surfaces import SceneGeometry
 
@@ -130,6 +132,17 @@ class LightSectionScene:
         target = ax.target_deg if ax is not None else g.commanded_deg[0]
         return self.optics.errors.true_angle_deg(target, angle, getattr(g, "moves", 0))
 
+    def true_laser_model(self, twin: Any = None) -> DynamicLaser:
+        """The true sheet as a function of the laser-galvo *command*: the laser optics with the
+        galvo's own gain and offset errors folded into the mirror (what a perfect calibration finds)."""
+        m = self.optics.model.mirror
+        g = getattr(twin, "devices", {}).get(self.laser_galvo_name) if twin is not None else None
+        ax = g.axes[0] if g is not None and hasattr(g, "axes") else None
+        ge = float(getattr(ax, "gain_error", 0.0))
+        oe = float(getattr(ax, "offset_error_deg", 0.0))
+        mirror = replace(m, gain=m.gain * (1.0 + ge), offset_deg=m.gain * oe + m.offset_deg)
+        return self.optics.model.with_mirror(mirror)
+
     def sheet(self, twin: Any, t_ns: int) -> SheetState | None:
         if twin is None or self.laser_power(twin, t_ns) <= 0:
             return None
@@ -157,8 +170,7 @@ class LightSectionScene:
                hits: ViewHits | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Lit pixels (flat indices (K,)) and noise-free stripe intensities (K,) for these exact rays."""
         hits = hits or self.view(origin, dirs)
-        s_all = hits.X32 @ sheet.normal.astype(np.float32) - np.float32(sheet.d)
-        cand = np.flatnonzero((np.abs(s_all) < 4.5 * sheet.sigma_mm + CANDIDATE_MARGIN_MM) & (hits.obj >= 0))
+        cand = sheet_blocks(hits, sheet.normal, sheet.d, 4.5 * sheet.sigma_mm + CANDIDATE_MARGIN_MM)
         if cand.size == 0:
             return cand, np.zeros(0)
         d = np.asarray(dirs, np.float64).reshape(-1, 3)[cand]
@@ -184,13 +196,24 @@ class LightSectionScene:
 
     def render_rays(self, origin_mm: np.ndarray, dirs: np.ndarray, t_s: float, twin: Any) -> tuple[np.ndarray, np.ndarray]:
         """The twin's scene protocol: intensity (H, W) float32 in [0, 1] and labels (H, W) uint8."""
+        t_ns = int(round(t_s * 1e9))
+        sheet = self.sheet(twin, t_ns)
+        power = self.laser_power(twin, t_ns) if sheet is not None else 0.0
+        return self.render_sheet(origin_mm, dirs, sheet, power)
+
+    def render_with_laser(self, origin_mm: np.ndarray, dirs: np.ndarray, laser_angle_deg: float | None,
+                          power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Render with the laser mirror at a given *true* angle (no devices; calibration captures, tests)."""
+        sheet = None if laser_angle_deg is None else self.optics.sheet_at(float(laser_angle_deg))
+        return self.render_sheet(origin_mm, dirs, sheet, power)
+
+    def render_sheet(self, origin_mm: np.ndarray, dirs: np.ndarray, sheet: SheetState | None,
+                     power: float) -> tuple[np.ndarray, np.ndarray]:
         origin = np.asarray(origin_mm, np.float64)
         hits = self.view(origin, dirs)
         img = hits.base.copy()
-        t_ns = int(round(t_s * 1e9))
-        sheet = self.sheet(twin, t_ns)
-        if sheet is not None:
-            idx, val = self.stripe(origin, dirs, sheet, self.laser_power(twin, t_ns), hits)
+        if sheet is not None and power > 0:
+            idx, val = self.stripe(origin, dirs, sheet, power, hits)
             if idx.size and self.speckle_contrast > 0:
                 W = hits.shape[1]
                 val = val * np.maximum(1.0 + self.speckle_contrast * self.speckle(hits.shape).sample(idx // W, idx % W, self._rng), 0.0)
