@@ -330,12 +330,13 @@ class SerialGalvo(Galvo):
         self.sync_burst = int(sync_burst)
         self._trigger_next = False
         self._last_codes: tuple[int, int] | None = None
-        for what, values in (("limits_deg", [v for a in self.limits_deg for v in a]), ("park_deg", self.park_deg)):
-            for i, v in enumerate(values):
+        # Every commandable angle must have a DAC code (the park position lies inside the limits).
+        for axis, (lo, hi) in enumerate(self.limits_deg):
+            for v in (lo, hi):
                 try:
-                    self.scales[i // 2 if what == "limits_deg" else i].to_code(v)
+                    self.scales[axis].to_code(v)
                 except ValueError as exc:
-                    raise ConfigError(f"{name}: {what}: {exc}") from None
+                    raise ConfigError(f"{name}: limits_deg axis {'xy'[axis]}: {exc}") from None
 
     @classmethod
     def from_config(cls, name: str, settings: SerialGalvoSettings, context: RigContext) -> "SerialGalvo":

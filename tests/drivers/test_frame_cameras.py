@@ -269,3 +269,14 @@ def test_genicam_device_stamps_through_a_standin_harvesters(monkeypatch, tmp_pat
         GenICamCamera("search", clock, cti=[str(cti)], device={"serial_number": "7"}).open()
     with pytest.raises(DeviceError, match="cti: file not found"):
         GenICamCamera("search", clock, cti=[str(tmp_path / "missing.cti")]).open()
+
+
+class TestGenICamConformance(FrameCameraConformance):
+    @pytest.fixture
+    def device(self, monkeypatch, tmp_path):
+        cti = tmp_path / "producer.cti"
+        cti.write_bytes(b"")
+        clock = ManualClock(start_ns=10**9)
+        monkeypatch.setitem(sys.modules, "harvesters", types.ModuleType("harvesters"))
+        monkeypatch.setitem(sys.modules, "harvesters.core", FakeGenICamCamera(clock).module())
+        yield GenICamCamera("search", clock, cti=[str(cti)], exposure_s=0.001, frame_rate_hz=200.0)
