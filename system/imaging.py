@@ -19,6 +19,27 @@ def events_to_image(packet: EventPacket) -> np.ndarray:
     return img
 
 
+#: BGR colours of the six DDD17 classes (flat, construction+sky, object, nature, human, vehicle), Cityscapes-like.
+CLASS_COLOURS_BGR = np.array([[128, 64, 128], [70, 70, 70], [0, 220, 220], [35, 142, 107], [60, 20, 220], [142, 0, 0]],
+                             np.uint8)
+
+
+def labels_to_image(labels: np.ndarray) -> np.ndarray:
+    """Class-id map (H, W) -> colour image (H, W, 3) uint8 (ids beyond the palette show white)."""
+    lut = np.full((256, 3), 255, np.uint8)
+    lut[: len(CLASS_COLOURS_BGR)] = CLASS_COLOURS_BGR
+    return lut[np.asarray(labels, dtype=np.uint8)]
+
+
+def draw_boxes(image: np.ndarray, boxes, colour=(0, 200, 255)) -> np.ndarray:
+    """A copy of ``image`` (BGR) with ``boxes`` (dicts with ``box`` = x0, y0, x1, y1 in pixels) outlined."""
+    out = to_bgr(image).copy()
+    for b in boxes:
+        x0, y0, x1, y1 = (int(round(v)) for v in b["box"])
+        cv2.rectangle(out, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), colour, 1)
+    return out
+
+
 def to_bgr(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from foveate.drivers.event_camera import EventCamera
 from foveate.drivers.frame_camera import FrameCamera
 from foveate.drivers.galvo import Galvo
-from foveate.system.imaging import events_to_image, label_panel, side_by_side
+from foveate.system.imaging import draw_boxes, events_to_image, label_panel, labels_to_image, side_by_side
 from foveate.system.rig import Rig
 from foveate.system.types import EventPacket
 
@@ -74,6 +74,7 @@ def run_raster(rig: Rig, seconds: float, out_dir: Path, step_deg: tuple[float, f
     n_wide = 0
     n_events = 0
     last_wide = None
+    last_search = None  # the latest search frame that shows a target (ground truth), else the latest
     last_packet: EventPacket | None = None
     wide_period_ns = int(1e9 / 30)
     next_wide_ns = t_start_ns
@@ -97,6 +98,9 @@ def run_raster(rig: Rig, seconds: float, out_dir: Path, step_deg: tuple[float, f
         labels = frame.meta.get("labels") if frame.meta else None
         if labels is not None and np.any(labels >= 4):
             n_with_target += 1
+            last_search = frame
+        elif last_search is None or not np.any(last_search.meta.get("labels", np.zeros(1)) >= 4):
+            last_search = frame
         r = int(np.searchsorted(-ys, -ty))
         c = int(np.searchsorted(xs, tx))
         mosaic[r * thumb:(r + 1) * thumb, c * thumb:(c + 1) * thumb] = cv2.resize(
@@ -138,10 +142,17 @@ def run_raster(rig: Rig, seconds: float, out_dir: Path, step_deg: tuple[float, f
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     pictures = []
     panels = []
+    # Ground truth (simulated rigs only) is drawn for people to look at; the loop never reads it.
+    if last_wide is not None and last_wide.meta.get("labels") is not None:
+        world = draw_boxes(labels_to_image(last_wide.meta["labels"]), last_wide.meta.get("boxes", ()), (255, 255, 255))
+        panels.append(label_panel(world, "world: ground-truth classes", 360))
     if last_wide is not None:
         panels.append(label_panel(last_wide.image, "wide camera", 360))
     if last_packet is not None:
         panels.append(label_panel(events_to_image(last_packet), f"events ({len(last_packet)} in last packet)", 360))
+    if last_search is not None:
+        img = draw_boxes(last_search.image, last_search.meta.get("boxes", ()))
+        panels.append(label_panel(img, "search view", 360))
     panels.append(label_panel(mosaic, "search views (raster mosaic)", 360))
     overview = side_by_side(panels)
     p = out_dir / "overview.png"
