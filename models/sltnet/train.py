@@ -148,7 +148,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
             bar.update(1)
         bar.close()

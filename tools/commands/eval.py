@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 NAME = "eval"
-HELP = "evaluate a model (sltnet): mIoU, per-class IoU, pixel accuracy; --report, --energy"
+HELP = "evaluate a model (sltnet, detector): mIoU, per-class IoU, pixel accuracy; --report, --energy"
 DESCRIPTION = (
     "Evaluate SLTNet weights on a split (one confusion matrix over every window). --report prints the "
     "architecture's faithfulness check (parameters and MACs against the official model) and needs no data; "
@@ -15,7 +15,15 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", choices=["sltnet"], help="what to evaluate")
+    models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
+    _add_sltnet_arguments(models.add_parser("sltnet", help="SLTNet", description=DESCRIPTION))
+    from foveate.models.detector import cli as detector_cli
+
+    detector = models.add_parser("detector", help="the search-camera detector: mAP, uncertainty calibration", description=detector_cli.EVAL_DESCRIPTION)
+    detector_cli.add_eval_arguments(detector)
+
+
+def _add_sltnet_arguments(p) -> None:
     p.add_argument("--data", default=None, help="'twin' or a dataset root folder (DDD17 / DSEC-Semantic)")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
     p.add_argument("--weights", type=Path, default=None, help="checkpoint .pt or exported .onnx (default: shipped twin weights)")
@@ -33,6 +41,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.model == "detector":
+        from foveate.models.detector.cli import run_eval
+
+        return run_eval(args)
+    return _run_sltnet(args)
+
+
+def _run_sltnet(args) -> int:
     import torch
 
     from foveate.models.sltnet.complexity import faithfulness_report, format_report

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 
 NAME = "train"
-HELP = "train a model (sltnet) with checkpoints, resume and a progress bar"
+HELP = "train a model (sltnet, detector) with checkpoints, resume and a progress bar"
 DESCRIPTION = (
     "Train SLTNet with the official recipe (Adam 1e-3, OHEM CE + 0.4 x aux CE, StepLR 10 epochs x 0.92, "
     "horizontal flips, seed 1234). '--data twin' generates and caches the digital-twin set under .cache/; "
@@ -18,7 +17,15 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", choices=["sltnet"], help="what to train")
+    models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
+    _add_sltnet_arguments(models.add_parser("sltnet", help="SLTNet", description=DESCRIPTION))
+    from foveate.models.detector import cli as detector_cli
+
+    detector = models.add_parser("detector", help="the search-camera detector on twin views", description=detector_cli.TRAIN_DESCRIPTION)
+    detector_cli.add_train_arguments(detector)
+
+
+def _add_sltnet_arguments(p) -> None:
     p.add_argument("--config", default="twin", help="model config: twin (default), ddd17, dsec")
     p.add_argument("--data", default="twin", help="'twin' (generated, cached) or a dataset root folder")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="checkpoint folder (default out/train/sltnet-CONFIG)")
@@ -27,6 +34,7 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1234, help="training seed (init, shuffling, flips)")
     p.add_argument("--time-steps", type=int, default=None, metavar="T", help="override the config's T")
+    p.add_argument("--input-size", default=None, metavar="HxW", help="override the config's input size (multiples of 8)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--val-every", type=int, default=1, metavar="N", help="validate every N epochs")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -52,7 +60,30 @@ def twin_spec_from_args(args):
     return replace(spec, **changes)
 
 
+def command_line(args) -> str:
+    """The canonical command that repeats this training (recorded in checkpoints and weight cards)."""
+    parts = ["foveate", "train", "sltnet", "--config", args.config, "--data", str(args.data),
+             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+             "--seed", str(args.seed), "--threads", str(args.threads)]
+    for flag, value in (("--time-steps", args.time_steps), ("--input-size", args.input_size),
+                        ("--twin-seed", args.twin_seed if args.data == "twin" else None),
+                        ("--twin-train-sequences", args.twin_train_sequences),
+                        ("--twin-val-sequences", args.twin_val_sequences), ("--twin-windows", args.twin_windows),
+                        ("--max-batches", args.max_batches)):
+        if value is not None:
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def run(args) -> int:
+    if args.model == "detector":
+        from foveate.models.detector.cli import run_train
+
+        return run_train(args)
+    return _run_sltnet(args)
+
+
+def _run_sltnet(args) -> int:
     from dataclasses import asdict
 
     from foveate.models.sltnet.config import get_config
@@ -64,6 +95,12 @@ def run(args) -> int:
     config = get_config(args.config)
     if args.time_steps:
         config = config.with_(time_steps=args.time_steps)
+    if args.input_size:
+        try:
+            h, w = (int(v) for v in args.input_size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--input-size {args.input_size!r}: expected HxW, e.g. 200x352") from None
+        config = config.with_(height=h, width=w)
     out = args.out or Path("out") / "train" / f"sltnet-{config.name}"
     spec = twin_spec_from_args(args) if args.data == "twin" else None
     progress = not args.no_progress
@@ -72,13 +109,13 @@ def run(args) -> int:
     torch.set_num_threads(args.threads)
     train_set = open_split(config, args.data, "train", spec, progress=progress)
     val_set = open_split(config, args.data, "val", spec, progress=progress)
-    epochs = args.epochs or (60 if args.data == "twin" else 300)
+    epochs = args.epochs = args.epochs or (60 if args.data == "twin" else 300)
     data_desc = {"data": args.data}
     if spec is not None:
         data_desc["twin_spec"] = asdict(spec)
     settings = TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              val_every=args.val_every, threads=args.threads, max_batches_per_epoch=args.max_batches,
-                             extra={"command": "foveate " + " ".join(shlex.quote(a) for a in sys.argv[1:]), **data_desc,
+                             extra={"command": command_line(args), **data_desc,
                                     "train_windows": len(train_set), "val_windows": len(val_set)})
     print(f"training SLTNet/{config.name} on {args.data}: {len(train_set)} train, {len(val_set)} val windows, "
           f"{epochs} epochs -> {out}")

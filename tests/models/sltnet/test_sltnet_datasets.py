@@ -13,31 +13,8 @@ from foveate.system.errors import ConfigError
 from foveate.system.types import make_events
 
 
-def _write_ddd17(root, n_dirs=7, n_images=3, per_window=400, seed=0):
-    rng = np.random.default_rng(seed)
-    for d in range(n_dirs):
-        folder = root / f"dir{d}"
-        (folder / "index").mkdir(parents=True)
-        (folder / "segmentation_masks").mkdir()
-        n = per_window * (n_images + 1)
-        t_ns = np.sort(rng.integers(0, 60_000_000 * (n_images + 1), n)).astype("<i8")
-        xyp = np.stack([rng.integers(0, 346, n), rng.integers(0, 260, n), rng.integers(0, 2, n)], 1).astype("<i2")
-        t_ns.tofile(folder / "events.dat.t")
-        xyp.tofile(folder / "events.dat.xyp")
-        rows = []
-        for k in range(n_images):
-            end = per_window * (k + 2)
-            rows.append((t_ns[end - 1], end, end - per_window))
-        np.save(folder / "index" / "index_50ms.npy", np.array(rows, dtype=np.int64))
-        for k in range(n_images):
-            mask = np.full((200, 346), d % 6, np.uint8)
-            mask[:, :100] = 255
-            cv2.imwrite(str(folder / "segmentation_masks" / f"segmentation_{k + 1:010d}.png"), mask)
-    return root
-
-
-def test_ddd17_layout_splits_windows_and_sizes(tmp_path):
-    root = _write_ddd17(tmp_path)
+def test_ddd17_layout_splits_windows_and_sizes(tmp_path, write_ddd17):
+    root = write_ddd17(tmp_path)
     train = DDD17Dataset(root, "train")
     valid = DDD17Dataset(root, "valid")
     test = DDD17Dataset(root, "test")
@@ -56,23 +33,10 @@ def test_ddd17_layout_splits_windows_and_sizes(tmp_path):
     assert abs(voxel.sum() - ref.sum() * 352 / 346) < 0.05 * np.abs(ref).sum()
 
 
-def test_ddd17_flip_moves_voxels_and_labels_together(tmp_path):
-    root = _write_ddd17(tmp_path)
-    plain = DDD17Dataset(root, "valid")
-    flipped = [DDD17Dataset(root, "valid", flip=True, seed=s)[0] for s in range(6)]
-    v0, l0 = plain[0]
-    got_flip = False
-    for v, lab in flipped:
-        if np.array_equal(lab, l0[:, ::-1]) and not np.array_equal(lab, l0):
-            assert np.array_equal(v, v0[:, :, ::-1])
-            got_flip = True
-    assert got_flip
-
-
-def test_ddd17_bad_layouts_are_named(tmp_path):
+def test_ddd17_bad_layouts_are_named(tmp_path, write_ddd17):
     with pytest.raises(ConfigError, match="7 ESS DDD17 folders"):
-        DDD17Dataset(_write_ddd17(tmp_path / "a", n_dirs=3), "train")
-    root = _write_ddd17(tmp_path / "b")
+        DDD17Dataset(write_ddd17(tmp_path / "a", n_dirs=3), "train")
+    root = write_ddd17(tmp_path / "b")
     (root / "dir1" / "events.dat.xyp").write_bytes(b"\0" * 10)
     with pytest.raises(ConfigError, match=r"dir1/events.dat.xyp: 10 bytes"):
         DDD17Dataset(root, "valid")
