@@ -77,6 +77,7 @@ class OpenCVCameraSettings(DeviceSettings):
     mode: Literal["every", "live"] = "every"  # video files: deliver every frame, or skip late ones like a camera
     loop: bool = False  # video files: start again at the end
     queue_frames: int = Field(2, ge=1, le=64)  # live sources: frames held for the reader
+    threaded: bool | None = Field(None, description="grabber thread + arrival stamps; default: live sources only")
 
 
 class OpenCVCamera(FrameCamera):
@@ -87,8 +88,11 @@ class OpenCVCamera(FrameCamera):
     def __init__(self, name: str, clock: Clock, source: int | str, api: str = "any", width: int | None = None,
                  height: int | None = None, frame_rate_hz: float | None = None, exposure_s: float = 0.01,
                  gain: float | None = None, roi=None, grayscale: bool = True, latency_s: float | None = None,
-                 mode: str = "every", loop: bool = False, queue_frames: int = 2) -> None:
+                 mode: str = "every", loop: bool = False, queue_frames: int = 2,
+                 threaded: bool | None = None) -> None:
         super().__init__(name, clock, width or 1, height or 1, exposure_s=exposure_s)
+        if isinstance(source, str) and source.strip().isdigit():
+            source = int(source)  # "0" in a rig file means the device index, not a file named 0
         self.source = source
         self.api = api
         self.requested = (width, height)
@@ -101,7 +105,11 @@ class OpenCVCamera(FrameCamera):
         self.loop = loop
         self.queue_frames = queue_frames
         self.is_file = isinstance(source, str) and os.path.isfile(source)
+        # A file can also be read like a live stream (as fast as it decodes, stamped at arrival).
+        self.threaded = (not self.is_file) if threaded is None else bool(threaded)
         self._cap: cv2.VideoCapture | None = None
+        self._thread: threading.Thread | None = None
+        self._count_lock = threading.Lock()
         self._seq = -1
 
     @classmethod
@@ -139,14 +147,14 @@ class OpenCVCamera(FrameCamera):
         self.width, self.height = w, h
         fps = self.frame_rate_hz or cap.get(cv2.CAP_PROP_FPS) or None
         self.period_s = 1.0 / fps if fps and fps > 0 else None
-        latency = self.latency_s if self.latency_s is not None else (0.0 if self.is_file else (self.period_s or 0.0))
+        latency = self.latency_s if self.latency_s is not None else (self.period_s or 0.0 if self.threaded else 0.0)
         self.timing = FrameTiming(self.clock, latency_s=latency, period_s=self.period_s)
         self._t0_ns = self.clock.now_ns()
         self._loop_offset_ns = 0
         self._last_pts_ns = -1
         self._pending: tuple[np.ndarray, int] | None = None
         self._seq = -1
-        if not self.is_file:
+        if self.threaded:
             self._queue: queue.Queue = queue.Queue(maxsize=self.queue_frames)
             self._stop = threading.Event()
             self._grab_error: str | None = None
@@ -178,9 +186,11 @@ class OpenCVCamera(FrameCamera):
                              cap.getBackendName(), exposure_s)
 
     def _do_close(self) -> None:
-        if not self.is_file and getattr(self, "_thread", None) is not None:
+        thread = getattr(self, "_thread", None)
+        if thread is not None:
             self._stop.set()
-            self._thread.join(timeout=2.0)
+            thread.join(timeout=2.0)
+            self._thread = None
         if self._cap is not None:
             self._cap.release()
             self._cap = None
@@ -206,7 +216,8 @@ class OpenCVCamera(FrameCamera):
             except queue.Full:
                 try:
                     self._queue.get_nowait()
-                    self.frames_dropped += 1  # the reader is too slow: lose the oldest frame
+                    with self._count_lock:
+                        self.frames_dropped += 1  # the reader is too slow: lose the oldest frame
                 except queue.Empty:
                     pass
                 self._queue.put_nowait(item)
@@ -218,7 +229,8 @@ class OpenCVCamera(FrameCamera):
             why = f": {self._grab_error}" if self._grab_error else ""
             raise DeviceTimeoutError(f"{self.name}: no frame within {timeout_s:g} s from {self.source!r}{why}") from None
         mid = self.timing.stamp(arrival, exposure_s)
-        self.frames_dropped += self.timing.gap(mid)
+        with self._count_lock:
+            self.frames_dropped += self.timing.gap(mid)
         self._seq += 1
         return Frame(crop(to_mono_or_bgr(image, self.grayscale), self.roi), mid, exposure_s, self._seq, self.name,
                      meta={"arrival_ns": arrival})
@@ -266,7 +278,7 @@ class OpenCVCamera(FrameCamera):
                      self.name, device_t_ns=pts_ns, meta={"pts_ns": pts_ns})
 
     def _do_read(self, timeout_s: float) -> Frame:
-        return self._read_file(timeout_s) if self.is_file else self._read_live(timeout_s)
+        return self._read_live(timeout_s) if self.threaded else self._read_file(timeout_s)
 
     def _do_status(self) -> dict[str, Any]:
         out = super()._do_status()
@@ -275,5 +287,6 @@ class OpenCVCamera(FrameCamera):
             out["backend_api"] = self._cap.getBackendName()
         if self.period_s:
             out["frame_rate_hz"] = round(1.0 / self.period_s, 3)
-        out["stamping"] = "presentation time" if self.is_file else f"arrival - {self.timing.latency_s * 1e3:.3g} ms"
+        out["stamping"] = (f"arrival - {self.timing.latency_s * 1e3:.3g} ms" if self.threaded
+                           else "presentation time")
         return out

@@ -280,3 +280,29 @@ class TestGenICamConformance(FrameCameraConformance):
         monkeypatch.setitem(sys.modules, "harvesters", types.ModuleType("harvesters"))
         monkeypatch.setitem(sys.modules, "harvesters.core", FakeGenICamCamera(clock).module())
         yield GenICamCamera("search", clock, cti=[str(cti)], exposure_s=0.001, frame_rate_hz=200.0)
+
+
+class TestOpenCVThreaded(FrameCameraConformance):
+    """The live-source path (grabber thread, bounded queue, arrival stamps) on a file read as a stream."""
+
+    @pytest.fixture
+    def device(self, video):
+        from foveate.system.clock import MonotonicClock
+
+        yield OpenCVCamera("wide", MonotonicClock(), source=str(video), threaded=True, queue_frames=64)
+
+
+def test_threaded_reader_too_slow_loses_oldest_frames_and_ends_cleanly(video):
+    import time
+
+    from foveate.system.clock import MonotonicClock
+
+    cam = OpenCVCamera("wide", MonotonicClock(), source=str(video), threaded=True, queue_frames=2, latency_s=0.0)
+    with cam:
+        time.sleep(0.3)  # the grabber decodes all 12 frames meanwhile; the queue keeps the newest 2
+        frames = []
+        with pytest.raises(DeviceTimeoutError, match="the source stopped delivering frames"):
+            while True:
+                frames.append(cam.read(timeout_s=0.2))
+    assert len(frames) == 2 and cam.frames_dropped == 10
+    assert all(f.meta["arrival_ns"] >= f.t_ns for f in frames)  # stamped before arrival (exposure middle)
