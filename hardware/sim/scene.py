@@ -34,6 +34,8 @@ SCENES: dict[str, str] = {
     "parking_lot": "foveate.hardware.sim.scenes:ParkingLotScene",
     "plaza": "foveate.hardware.sim.scenes:PlazaScene",
     "light_section_reference": "foveate.hardware.sim.light_section.scene:LightSectionReferenceScene",
+    "light_section_spheres": "foveate.hardware.sim.light_section.scene:LightSectionSpheresScene",
+    "light_section_plane": "foveate.hardware.sim.light_section.scene:LightSectionPlaneScene",
 }
 
 SCENE_FILE_FORMAT = 1
