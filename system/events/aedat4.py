@@ -1,4 +1,4 @@
-"""iniVation AEDAT 4.0 (read).
+"""iniVation AEDAT 4.0.
 
 Layout: ``#!AER-DAT4.0\\r\\n``, an i32 length and a FlatBuffer ``IOHeader``
 (``IOHE``: compression, data-table position, XML info node naming the
@@ -10,8 +10,12 @@ holding a size-prefixed FlatBuffer; event streams (``EVTS``) hold a vector of
 time ranges: with it the reader knows the event count and time range without
 decoding, and ``read_time`` seeks to the right packets.
 
-Writing AEDAT4 is left to iniVation's ``dv-processing`` (a heavy C++ package,
-a test-only dependency here); convert to AEDAT4 with it if you need to.
+The writer produces what dv-processing writes for an event-only recording:
+the same ``IOHeader`` and ``EventPacket`` FlatBuffer layouts, one LZ4 (default)
+or ZSTD frame per packet of at most ``packet_events`` events, stream 0
+``EVTS`` with ``sizeX``/``sizeY``. It writes no data table
+(``dataTablePosition = -1``, which the format allows): readers then scan the
+packets. aedat, dv-processing and faery read its files back exactly.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from __future__ import annotations
 import os
 import struct
 import xml.etree.ElementTree as ET
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from foveate.system.events.base import EventReader, fail
+from foveate.system.events.base import EventReader, EventWriter, fail
 from foveate.system.types import EVENT_DTYPE
 
 MAGIC = b"#!AER-DAT4.0\r\n"
@@ -316,3 +320,99 @@ class Aedat4Reader(EventReader):
             if len(t) and int(t.min()) >= t1_us:  # packets are time-ordered
                 break
         return np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
+
+
+_INFO_XML = """<dv version="2.0">
+    <node name="outInfo" path="/outInfo/">
+        <node name="0" path="/outInfo/0/">
+            <attr key="compression" type="string">{compression}</attr>
+            <attr key="originalModuleName" type="string">foveate</attr>
+            <attr key="originalOutputName" type="string">events</attr>
+            <attr key="typeDescription" type="string">Array of events (polarity ON/OFF).</attr>
+            <attr key="typeIdentifier" type="string">EVTS</attr>
+            <node name="info" path="/outInfo/0/info/">
+                <attr key="sizeX" type="int">{w}</attr>
+                <attr key="sizeY" type="int">{h}</attr>
+                <attr key="source" type="string">{source}</attr>
+            </node>
+        </node>
+    </node>
+</dv>
+"""
+
+
+def _io_header(compression: int, info: str) -> bytes:
+    """The IOHeader FlatBuffer laid out as dv-processing lays it out (no data table)."""
+    text = info.encode("utf-8")
+    buf = bytearray()
+    buf += struct.pack("<I", 24)  # root table offset
+    buf += b"IOHE"
+    buf += b"\x00" * 6
+    buf += struct.pack("<HHHHH", 10, 20, 4, 12, 8)  # vtable: sizes, then compression, table pos, info offsets
+    buf += struct.pack("<i", 10)  # table at 24: its vtable is 10 bytes before
+    buf += struct.pack("<i", compression)  # 28
+    buf += struct.pack("<I", 12)  # 32: info string at 44
+    buf += struct.pack("<q", -1)  # 36: dataTablePosition
+    buf += struct.pack("<I", len(text)) + text + b"\x00"
+    buf += b"\x00" * (-len(buf) % 4)
+    return bytes(buf)
+
+
+def _event_packet(ev: np.ndarray) -> bytes:
+    """A size-prefixed ``EVTS`` EventPacket FlatBuffer holding ``ev`` (dv-processing's layout)."""
+    n = len(ev)
+    body = np.zeros(n, _AEDAT_EVENT)
+    body["t"] = ev["t"]
+    body["x"] = ev["x"]
+    body["y"] = ev["y"]
+    body["p"] = ev["p"]
+    head = struct.pack("<I4s", 16, b"EVTS") + b"\x00\x00" + struct.pack("<HHH", 6, 8, 4) + struct.pack("<iII", 6, 4, n)
+    size = len(head) + 16 * n
+    return struct.pack("<I", size) + head + body.tobytes()
+
+
+class Aedat4Writer(EventWriter):
+    """Writer of AEDAT 4.0 event-only files (see the module docstring)."""
+
+    format = "aedat4"
+
+    def _open(self, compression: str = "lz4", packet_events: int = 1 << 15, source: str = "foveate",
+              **options: Any) -> None:
+        if options:
+            raise TypeError(f"unknown aedat4 writer option(s): {', '.join(options)}")
+        codes = {"none": 0, "lz4": 1, "lz4_high": 2, "zstd": 3, "zstd_high": 4}
+        if compression not in codes:
+            raise ValueError(f"compression must be one of {', '.join(codes)}, got {compression!r}")
+        if packet_events <= 0:
+            raise ValueError(f"packet_events must be > 0, got {packet_events}")
+        w, h = self.sensor_size
+        if w > 32767 or h > 32767:
+            raise ValueError(f"AEDAT4 stores int16 coordinates; sensor {w}x{h} is too large")
+        self.compression = compression
+        self.packet_events = int(packet_events)
+        if compression.startswith("lz4"):
+            import lz4.frame
+
+            level = 9 if compression == "lz4_high" else 0
+            self._compress = lambda b: lz4.frame.compress(b, compression_level=level)
+        elif compression.startswith("zstd"):
+            import zstandard
+
+            cctx = zstandard.ZstdCompressor(level=19 if compression == "zstd_high" else 3)
+            self._compress = cctx.compress
+        else:
+            self._compress = lambda b: b
+        name = {"none": "NONE", "lz4": "LZ4", "lz4_high": "LZ4_HIGH", "zstd": "ZSTD", "zstd_high": "ZSTD_HIGH"}[compression]
+        xml = _INFO_XML.format(compression=name, w=w, h=h, source=source.replace("<", "").replace("&", ""))
+        header = _io_header(codes[compression], xml)
+        self._f = open(self.path, "wb")
+        self._f.write(MAGIC + struct.pack("<i", len(header)) + header)
+
+    def _write(self, events: np.ndarray) -> None:
+        for a in range(0, len(events), self.packet_events):
+            body = self._compress(_event_packet(events[a : a + self.packet_events]))
+            self._f.write(struct.pack("<ii", 0, len(body)))
+            self._f.write(body)
+
+    def _close(self) -> None:
+        self._f.close()

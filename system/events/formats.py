@@ -33,7 +33,7 @@ FORMATS: dict[str, FormatInfo] = {
         FormatInfo("evt3", "Prophesee EVT 3.0 .raw", "evt3:Evt3Reader", "evt3:Evt3Writer", (".raw",)),
         FormatInfo("evt2", "Prophesee EVT 2.0 .raw", "evt2:Evt2Reader", "evt2:Evt2Writer", (".raw",)),
         FormatInfo("dat", "Prophesee DAT (CD events)", "dat:DatReader", "dat:DatWriter", (".dat",)),
-        FormatInfo("aedat4", "iniVation AEDAT 4.0 (read only)", "aedat4:Aedat4Reader", None, (".aedat4",)),
+        FormatInfo("aedat4", "iniVation AEDAT 4.0 (LZ4/ZSTD)", "aedat4:Aedat4Reader", "aedat4:Aedat4Writer", (".aedat4",)),
         FormatInfo("dsec", "DSEC events.h5 (Blosc/zstd HDF5)", "hdf5:DsecReader", "hdf5:DsecWriter", (".h5", ".hdf5")),
         FormatInfo("foveate", "foveate recording (.fev.h5: DSEC layout + metadata)", "hdf5:FoveateH5Reader",
                    "hdf5:FoveateH5Writer", (".fev.h5",)),
@@ -149,7 +149,7 @@ def writer_format_for(path: str | Path) -> str:
     if name.endswith(".npy"):
         return "npy"
     if name.endswith(".aedat4"):
-        raise EventFormatError(f"{path}: writing AEDAT4 is not supported (see docs/events.md)")
+        return "aedat4"
     if Path(path).is_dir() or name.endswith(".dat.t") or name.endswith(".ess"):
         return "ess"
     raise EventFormatError(

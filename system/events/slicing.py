@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
-from foveate.system.events._kernels import first_descent
 from foveate.system.events.base import fail
 from foveate.system.types import EVENT_DTYPE, EventPacket
 
@@ -36,6 +35,8 @@ def ordered_chunks(reader: "EventReader", reorder_us: int = DEFAULT_REORDER_US) 
     Events are held back until no event within ``reorder_us`` can still come
     before them; the buffer is at most one chunk plus ``reorder_us`` of events.
     """
+    from foveate.system.events._kernels import first_descent  # numba: imported on first use
+
     if reorder_us < 0:
         raise ValueError(f"reorder_us must be >= 0, got {reorder_us}")
     buf = np.zeros(0, EVENT_DTYPE)

@@ -2,7 +2,7 @@
 
 Oracles per format (see docs/events.md): EVT 3.0 evt3 + evlib (never expelliarmus, which
 mis-decodes EVT 3.0 timestamps); EVT 2.0 expelliarmus + evlib + faery; DAT expelliarmus + faery;
-AEDAT4 aedat + dv-processing (LZ4 and ZSTD); DSEC h5py. Files written by the independent tools
+AEDAT4 aedat + dv-processing (LZ4 and ZSTD) + faery; DSEC h5py. Files written by the independent tools
 decode to exactly the same events with our readers, and files we write are read back exactly
 by the independent readers.
 """
@@ -267,6 +267,18 @@ def test_our_dat_is_read_exactly_by_expelliarmus_and_faery(tmp_path, real_like):
     p = tmp_path / "ours.dat"
     write_events(p, ev, size)
     same(ev, *expel_read(p, "dat"), "expelliarmus")
+    same(ev, *faery_read(p, size), "faery")
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_our_aedat4_is_read_exactly_by_aedat_dv_processing_faery(tmp_path, real_like, compression):
+    ev, size = real_like
+    ev = ev.copy()
+    ev["t"] += 1_700_000_000_000_000  # Unix µs, as cameras stamp them
+    p = tmp_path / f"ours_{compression}.aedat4"
+    write_events(p, ev, size, compression=compression, packet_events=5_000)
+    same(ev, *aedat_read(p), "aedat")
+    same(ev, *dv_read(p), "dv-processing")
     same(ev, *faery_read(p, size), "faery")
 
 

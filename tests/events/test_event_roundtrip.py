@@ -9,7 +9,7 @@ from foveate.system.events import FORMATS, TRIGGER_DTYPE, create_writer, detect_
 from foveate.system.types import EVENT_DTYPE
 
 WRITABLE = [name for name, f in FORMATS.items() if f.writer]
-NAMES = {"evt3": "a.raw", "evt2": "b.raw", "dat": "c.dat", "dsec": "d.h5", "foveate": "e.fev.h5", "ess": "f_ess",
+NAMES = {"aedat4": "h.aedat4", "evt3": "a.raw", "evt2": "b.raw", "dat": "c.dat", "dsec": "d.h5", "foveate": "e.fev.h5", "ess": "f_ess",
          "npy": "g.npy"}
 
 
