@@ -6,7 +6,7 @@
 ...         ...
 
 Formats (``FORMATS``): Prophesee EVT 3.0 / EVT 2.0 ``.raw`` and DAT, iniVation
-AEDAT 4.0 (read), DSEC ``events.h5``, DDD17/ESS memmaps, ``.npy`` structured
+AEDAT 4.0, DSEC ``events.h5``, DDD17/ESS memmaps, ``.npy`` structured
 arrays and the project's ``.fev.h5`` recordings. See ``docs/events.md``.
 """
 

@@ -13,7 +13,7 @@ from foveate.system.errors import EventFormatError
 NAME = "events"
 HELP = "event files: info, convert, formats"
 DESCRIPTION = (
-    "Inspect and convert event-camera recordings: Prophesee EVT 3.0/2.0 .raw and DAT, AEDAT4 (read), "
+    "Inspect and convert event-camera recordings: Prophesee EVT 3.0/2.0 .raw and DAT, AEDAT4, "
     "DSEC events.h5, DDD17/ESS folders, .npy structured arrays and foveate .fev.h5. Files are streamed "
     "chunk by chunk, so memory stays bounded whatever their size."
 )
