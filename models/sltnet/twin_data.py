@@ -1,11 +1,15 @@
 """Synthetic SLTNet training data from the digital twin: event windows with per-pixel labels.
 
-Each *sequence* is one simulated wide event camera looking at one twin scene (``street``,
-``parking_lot`` or ``plaza``, with its own layout seed) with its own contrast threshold and
-window length; the camera's ``labels_at(t_us)`` gives the ground truth of the window ending at
-``t_us`` in DDD17's six classes. Windows of a sequence are spaced by a gap so they show
-different moments. Window length varies the apparent motion per window (as target speed does),
-the contrast threshold varies event density and which edges fire.
+Each *sequence* is one simulated wide event camera (the embedded rig's: 320x240, 64 deg, tilted
+6 deg down) looking at one twin scene (``street``, ``parking_lot`` or ``plaza``, with its own
+layout seed), with its own target speeds (a factor on the scenes' human and vehicle speed
+ranges), contrast threshold, camera vibration and window length; the camera's
+``labels_at(t_us)`` gives the ground truth of the window ending at ``t_us`` in DDD17's six
+classes. Windows of a sequence follow each other (optionally with a gap).
+
+Vibration (a small pan/tilt wobble) makes static edges fire, as ego-motion does in DDD17;
+without it a fixed camera sees only the movers and the static classes cannot be told from
+events. Rigs that run SLTNet should give their simulated event camera ``vibration_deg``.
 
 Training and validation sequences use disjoint layout seeds, so validation scenes are held out.
 Everything follows from :class:`TwinDataSpec` (its ``seed`` included), so generation is
@@ -31,22 +35,27 @@ from foveate.system.errors import ConfigError
 log = logging.getLogger(__name__)
 
 TWIN_SCENES = ("street", "parking_lot", "plaza")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+HUMAN_SPEED_MPS = (0.8, 1.8)  # scaled per sequence by speed_scale
+VEHICLE_SPEED_MPS = (3.0, 12.0)
 DEFAULT_CACHE = Path(".cache") / "sltnet" / "twin"
 
 
 @dataclass(frozen=True)
 class TwinDataSpec:
     seed: int = 0
-    train_sequences: int = 24
-    val_sequences: int = 6
-    windows_per_sequence: int = 40
+    train_sequences: int = 30
+    val_sequences: int = 9
+    windows_per_sequence: int = 32
     sensor_width: int = 320  # the embedded rig's wide event camera
     sensor_height: int = 240
     hfov_deg: float = 64.0
-    window_ms: tuple[int, int] = (30, 90)  # uniform range per sequence
-    contrast: tuple[float, float] = (0.12, 0.35)  # contrast threshold range per sequence
-    gap_ms: int = 120  # between windows
+    rotation_deg: tuple[float, float, float] = (0.0, -6.0, 0.0)
+    window_ms: tuple[int, int] = (30, 80)  # uniform range per sequence
+    contrast: tuple[float, float] = (0.12, 0.3)  # contrast threshold range per sequence
+    speed_scale: tuple[float, float] = (0.5, 2.0)  # factor on target speeds, per sequence
+    vibration_deg: tuple[float, float] = (0.03, 0.1)  # camera wobble amplitude, per sequence
+    gap_ms: int = 0  # between windows (simulating a gap costs as much as a window)
     warmup_ms: int = 100
 
     def key(self, config: SLTNetConfig) -> str:
@@ -66,6 +75,8 @@ class TwinDataSpec:
                 "scene": TWIN_SCENES[i % len(TWIN_SCENES)],
                 "scene_seed": base + self.seed * 1000 + i,
                 "contrast_threshold": round(float(rng.uniform(*self.contrast)), 4),
+                "speed_scale": round(float(rng.uniform(*self.speed_scale)), 3),
+                "vibration_deg": round(float(rng.uniform(*self.vibration_deg)), 4),
                 "window_us": int(rng.uniform(*self.window_ms) * 1000),
             })
         return out
@@ -77,10 +88,13 @@ def _rig_config(seq: dict, spec: TwinDataSpec):
     return parse_rig({
         "name": "sltnet-twin-data",
         "clock": "simulated",
-        "sim": {"seed": seq["scene_seed"], "scene": seq["scene"]},
+        "sim": {"seed": seq["scene_seed"], "scene": seq["scene"],
+                "human_speed_mps": [round(v * seq["speed_scale"], 3) for v in HUMAN_SPEED_MPS],
+                "vehicle_speed_mps": [round(v * seq["speed_scale"], 3) for v in VEHICLE_SPEED_MPS]},
         "devices": {"events": {"kind": "event_camera", "backend": "sim", "role": "wide_events", "settings": {
             "width": spec.sensor_width, "height": spec.sensor_height, "hfov_deg": spec.hfov_deg,
-            "contrast_threshold": seq["contrast_threshold"]}}},
+            "rotation_deg": list(spec.rotation_deg), "contrast_threshold": seq["contrast_threshold"],
+            "vibration_deg": seq["vibration_deg"]}}},
     }, source=f"<twin data {seq['scene']} seed {seq['scene_seed']}>")
 
 
@@ -105,8 +119,9 @@ def generate_sequence(seq: dict, spec: TwinDataSpec, config: SLTNetConfig) -> tu
                           .astype(np.float16))
             labels.append(resize_labels(lab, config.height, config.width))
             counts.append(len(pkt))
-            clock.advance_ns(spec.gap_ms * 1_000_000)
-            cam.read(1.0)
+            if spec.gap_ms:
+                clock.advance_ns(spec.gap_ms * 1_000_000)
+                cam.read(1.0)
     return np.stack(voxels), np.stack(labels), counts
 
 
