@@ -40,7 +40,7 @@ from foveate.system.rig import Rig
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # The twin's label ids follow DDD17's six classes (flat, construction+sky, object, nature, human, vehicle).
 TWIN_LABEL_IDS = {"human": 4, "vehicle": 5}
 DEFAULT_CACHE = Path(".cache/detector")
@@ -57,8 +57,8 @@ class ViewSpec:
     n_views: int
     seed: int
     size: int = 256
-    views_per_world: int = 16
-    hfov_deg: tuple[float, float] = (3.2, 12.0)  # search field of view, log-uniform per world
+    views_per_world: int = 32  # a world's panorama is rendered once, then reused: more views per world is cheaper
+    hfov_deg: tuple[float, float] = (2.5, 7.5)  # search field of view, log-uniform per world
     exposure_s: tuple[float, float] = (0.3e-3, 3e-3)  # log-uniform per view
     aim_fraction: float = 0.75  # views aimed at a target seen by the wide camera; the rest random
     moving_fraction: float = 0.25  # views read without waiting for the mirror to settle
@@ -199,6 +199,10 @@ def _twin_rig(seed: int, size: int, hfov_deg: float, n_humans: int, n_vehicles: 
         sim["scene"] = scene
     data = {"name": f"detector-data-{seed}", "sim": sim,
             "devices": {wide_name: wide, galvo_name: devs[galvo_name], search_name: search}}
+    # The default rig's search geometry when it names one by backend (the twin's true geometry), for aiming.
+    geometry = (base.get("calibration") or {}).get("search_geometry")
+    if isinstance(geometry, dict) and "backend" in geometry:
+        data["calibration"] = {"search_geometry": geometry}
     return Rig(parse_rig(data, source=f"<detector data rig seed {seed}>"))
 
 
@@ -221,13 +225,51 @@ def _open_world(seed: int, spec: ViewSpec, rng: np.random.Generator) -> tuple[Ri
     return rig, {"world_seed": seed, "hfov_deg": hfov, "n_humans": nh, "n_vehicles": nv, "scene": scene}
 
 
-def _wide_targets(frame) -> np.ndarray:
-    """(u, v) pixel centres of target pixels in a wide frame (from its boxes, else its labels)."""
-    meta = frame.meta
-    b, _, _, _ = boxes_from_meta(meta, frame.image.shape[:2])
-    if len(b):
-        return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
-    return np.zeros((0, 2))
+def _pick_wide_target(frame, rng: np.random.Generator) -> np.ndarray | None:
+    """(u, v) centre of one target of a wide frame (from its ground truth), or None when it shows none.
+
+    The class is drawn first, uniformly among those present, so the rarer vehicles are
+    seen about as often as people.
+    """
+    b, c, _, _ = boxes_from_meta(frame.meta, frame.image.shape[:2])
+    if not len(b):
+        return None
+    cls = rng.choice(np.unique(c))
+    i = rng.choice(np.nonzero(c == cls)[0])
+    return np.array([(b[i, 0] + b[i, 2]) / 2, (b[i, 1] + b[i, 3]) / 2])
+
+
+class _Aim:
+    """Mirror command that centres a wide-camera pixel, by inverting the rig's search geometry
+    (``command_to_wide``) on a grid of commands plus two Newton steps."""
+
+    def __init__(self, rig) -> None:
+        from foveate.system.search.components import build_geometry
+
+        self.geometry = build_geometry(rig)
+        (x0, x1), (y0, y1) = rig.role("search_galvo").limits_deg
+        gx, gy = np.meshgrid(np.arange(x0, x1 + 1e-9, 0.5), np.arange(y0, y1 + 1e-9, 0.5))
+        self.grid = np.stack([gx.ravel(), gy.ravel()], 1)
+        self.grid_uv = self.geometry.command_to_wide(self.grid)
+        ok = np.all(np.isfinite(self.grid_uv), 1)
+        self.grid, self.grid_uv = self.grid[ok], self.grid_uv[ok]
+
+    def command(self, uv: np.ndarray) -> np.ndarray | None:
+        if not len(self.grid):
+            return None
+        cmd = self.grid[np.argmin(np.sum((self.grid_uv - uv) ** 2, 1))].astype(np.float64)
+        h = 0.02
+        for _ in range(2):
+            pts = np.array([cmd, cmd + (h, 0), cmd + (0, h)])
+            f = self.geometry.command_to_wide(pts)
+            if not np.all(np.isfinite(f)):
+                break
+            J = np.stack([(f[1] - f[0]) / h, (f[2] - f[0]) / h], 1)
+            try:
+                cmd = cmd + np.linalg.solve(J, uv - f[0])
+            except np.linalg.LinAlgError:
+                break
+        return cmd
 
 
 def generate_views(spec: ViewSpec, progress: bool = True) -> ViewSet:
@@ -249,17 +291,17 @@ def generate_views(spec: ViewSpec, progress: bool = True) -> ViewSet:
         try:
             galvo, cam, wide = rig.role("search_galvo"), rig.role("search_camera"), rig.role("wide_camera")
             (lx0, lx1), (ly0, ly1) = galvo.limits_deg
-            wide_step = wide.hfov_deg / wide.width if hasattr(wide, "hfov_deg") else 64.0 / wide.width
+            aim = _Aim(rig)
             for _ in range(min(spec.views_per_world, spec.n_views - i)):
                 rig.clock.sleep_ns(int(rng.uniform(0.0, 1.5) * 1e9))
                 aimed = bool(rng.random() < spec.aim_fraction)
-                centres = _wide_targets(wide.read(1.0)) if aimed else np.zeros((0, 2))
-                if len(centres):
-                    u, v = centres[rng.integers(len(centres))]
-                    j = 0.45 * winfo["hfov_deg"]
-                    az = (u - wide.width / 2) * wide_step + rng.uniform(-j, j)
-                    el = -(v - wide.height / 2) * wide_step + rng.uniform(-j, j)
-                    tx, ty = az / 2.0, el / 2.0  # a mirror turned by a deflects the line of sight by 2a
+                uv = _pick_wide_target(wide.read(1.0), rng) if aimed else None
+                cmd = aim.command(uv) if uv is not None else None
+                if cmd is not None:
+                    # Off-centre by up to 0.45 of the view (a mechanical degree turns the view by two),
+                    # so targets are also seen cut by the image border.
+                    j = 0.45 * winfo["hfov_deg"] / 2
+                    tx, ty = cmd[0] + rng.uniform(-j, j), cmd[1] + rng.uniform(-j, j)
                 else:
                     aimed = False
                     tx, ty = rng.uniform(lx0, lx1), rng.uniform(ly0, ly1)

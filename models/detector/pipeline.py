@@ -37,7 +37,7 @@ def shipped_weights(suffix: str = ".pt") -> Path:
 class DataPlan:
     """Sizes and seed of the three splits (each split's world seeds are disjoint)."""
 
-    train_views: int = 3200
+    train_views: int = 2400
     calib_views: int = 400
     test_views: int = 800
     data_seed: int = 0
@@ -74,8 +74,9 @@ def build(plan: DataPlan, config: DetectorConfig, settings: TrainSettings, out_d
     calib_res = residuals(Predictions.collect(raw, views["calib"]), views["calib"], len(config.classes))
     c_scale, s_scale = fit_variance_scales(calib_res)
     net.config = replace(config, centre_var_scale=c_scale, size_var_scale=s_scale)
-    reliability_plot(calib_res, out_dir / "reliability_calib_before_scaling.png",
-                     f"calib split before variance scaling, {len(calib_res.err)} matched detections")
+    if len(calib_res.err):
+        reliability_plot(calib_res, out_dir / "reliability_calib_before_scaling.png",
+                         f"calib split before variance scaling, {len(calib_res.err)} matched detections")
 
     metrics = evaluate(TorchDetector(net, score_threshold=EVAL_SCORE_THRESHOLD), views["test"], out_dir / "test_torch",
                        progress=progress)
