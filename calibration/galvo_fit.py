@@ -1,0 +1,760 @@
+"""Galvo-camera calibration: fit the two-mirror model to checkerboard views.
+
+Data: views of a board at several *placements* (``pose`` groups), each seen
+at several mirror commands without moving the board. A view at commands
+``(tx, ty)`` of placement ``p`` sees corner ``X`` at
+
+    pixel = project(K, dist, M1(tx) M2(ty) B_p X)
+
+with ``B_p`` the board -> world pose. The world frame is the real camera
+frame (gauge 1), so ``T_cw = I``.
+
+Procedure (``fit_galvo``):
+
+1. intrinsics: given (``camera.yaml``) or Zhang's method on all views;
+2. one ``solvePnP`` per view: the virtual-camera pose ``V(t) B_p``;
+3. mirror axes from pose changes: two views of one placement that differ in
+   ``tx`` alone move by ``M1(tx_a) M1(tx_b)`` = a rotation by
+   ``2 k1 (tx_a - tx_b)`` about axis 1; views differing in ``ty`` alone move
+   by ``M1 (rotation about axis 2) M1``. A screw decomposition of each gives
+   direction, gain and a point on the axis;
+4. joint refinement of intrinsics, both mirrors and all board poses:
+   Levenberg-Marquardt on the Huber loss of the corner residuals
+   (``robust_lm``; ``scipy.optimize.least_squares`` minimises the same
+   objective but its exact trust-region step is an SVD of the whole
+   Jacobian, ~10x slower here). The finite-difference Jacobian uses the
+   block structure: one evaluation per global parameter plus six for all
+   board poses together.
+
+Parameterisation (per mirror, 7 numbers): axis direction ``u`` = normalised
+``u_ref + alpha e1 + beta e2`` (a chart on the sphere around the initial
+direction); axis point = where the axis crosses the plane through ``c_ref``
+perpendicular to ``u_ref`` (2 numbers: a point on an axis is only defined up
+to a shift along it, gauge 2); mirror tilt ``tau`` (normal at zero angle is
+``cos(tau) g(u) + sin(tau) u``); surface offset ``e`` in mm; gain ``k``.
+
+Gauge 3: with free board poses, turning every board about axis 2 is the
+same as adding an angle offset to mirror 2, and (for mirror 1) turning
+mirror 2 and every board about axis 1 is the same as an offset of mirror 1.
+So the angle offsets (equivalently the zero-angle normals' azimuth about their
+axes) are not determined by the data. We fix ``offset_deg = 0`` and the
+azimuth of ``g(u)`` by a layout prior (each mirror folds the view by 90
+degrees, mirror 1 towards camera +y, mirror 2 towards camera -x, as in
+``nominal_xy_galvo_camera``). Rays are then right up to one rigid rotation
+of the scene: compare them in the frame of the zero-command view.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy.sparse import csr_matrix, diags, lil_matrix
+
+from foveate.calibration.errors import CalibrationError
+from foveate.calibration.galvo_geometry import GalvoCamera, Mirror, PinholeCamera, unit
+
+log = logging.getLogger(__name__)
+
+#: Prior fold directions in the camera frame that fix the unobservable mirror azimuths (gauge 3).
+DEFAULT_FOLDS = (np.array([0.0, 1.0, 0.0]), np.array([-1.0, 0.0, 0.0]))
+MIRROR_PARAMS = ("axis_alpha", "axis_beta", "point_p1_mm", "point_p2_mm", "tilt_rad", "surface_offset_mm", "gain")
+INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
+
+
+@dataclass
+class View:
+    """One image: its board corners (N, 2) px, the board points (N, 3) mm, placement and commands."""
+
+    name: str
+    pose: str
+    theta_x_deg: float
+    theta_y_deg: float
+    uv: np.ndarray
+    obj: np.ndarray
+
+
+# ----------------------------------------------------------------------------- batch model
+def _rodrigues_batch(u: np.ndarray, v: np.ndarray, ang: np.ndarray) -> np.ndarray:
+    """Rotate the vector ``v`` (3,) about unit ``u`` (3,) by each angle in ``ang`` (V,) rad -> (V, 3)."""
+    c, s = np.cos(ang)[:, None], np.sin(ang)[:, None]
+    return v[None, :] * c + np.cross(u, v)[None, :] * s + (u * (u @ v))[None, :] * (1 - c)
+
+
+def _mirror_batch(m: Mirror, cmd_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reflections of mirror ``m`` at commands (V,): linear parts (V, 3, 3) and translations (V, 3)."""
+    ang = np.deg2rad(m.gain * cmd_deg + m.offset_deg)
+    n = _rodrigues_batch(np.asarray(m.axis_dir, float), np.asarray(m.normal0, float), ang)
+    d = n @ np.asarray(m.axis_point, float) + m.surface_offset_mm
+    H = np.eye(3)[None] - 2.0 * n[:, :, None] * n[:, None, :]
+    return H, 2.0 * d[:, None] * n
+
+
+def virtual_extrinsics_batch(g: GalvoCamera, tx: np.ndarray, ty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World -> virtual camera ``T_cw M1 M2`` for many commands: R (V, 3, 3), t (V, 3)."""
+    H1, t1 = _mirror_batch(g.mirror1, np.asarray(tx, float))
+    H2, t2 = _mirror_batch(g.mirror2, np.asarray(ty, float))
+    R = H1 @ H2
+    t = np.einsum("vij,vj->vi", H1, t2) + t1
+    Rc, tc = g.T_cw[:3, :3], g.T_cw[:3, 3]
+    return Rc[None] @ R, np.einsum("ij,vj->vi", Rc, t) + tc
+
+
+def project_normalised(xc: np.ndarray, K: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Camera-frame points (..., 3) -> pixels (..., 2) with OpenCV's 5-term distortion."""
+    x = xc[..., 0] / xc[..., 2]
+    y = xc[..., 1] / xc[..., 2]
+    k1, k2, p1, p2, k3 = dist
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + r2 * (k2 + r2 * k3))
+    xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+    return np.stack([K[0, 0] * xd + K[0, 1] * yd + K[0, 2], K[1, 1] * yd + K[1, 2]], axis=-1)
+
+
+def _pose_matrix(rvec: np.ndarray, tvec: np.ndarray) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = cv2.Rodrigues(np.asarray(rvec, float).reshape(3, 1))[0]
+    T[:3, 3] = np.ravel(tvec)
+    return T
+
+
+def _rodrigues_many(rvecs: np.ndarray) -> np.ndarray:
+    """(P, 3) rotation vectors -> (P, 3, 3) matrices."""
+    th = np.linalg.norm(rvecs, axis=1)
+    safe = np.where(th > 1e-12, th, 1.0)
+    k = rvecs / safe[:, None]
+    Kx = np.zeros((len(rvecs), 3, 3))
+    Kx[:, 0, 1], Kx[:, 0, 2], Kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    Kx[:, 1, 0], Kx[:, 2, 0], Kx[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
+    s, c = np.sin(th)[:, None, None], np.cos(th)[:, None, None]
+    R = np.eye(3)[None] + s * Kx + (1 - c) * (Kx @ Kx)
+    small = th < 1e-12
+    R[small] = np.eye(3)
+    return R
+
+
+# ------------------------------------------------------------------------ parameterisation
+def _perp_basis(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.array([1.0, 0.0, 0.0]) if abs(u[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = unit(np.cross(u, a))
+    return e1, np.cross(u, e1)
+
+
+@dataclass
+class MirrorChart:
+    """Local coordinates of one mirror around a reference (see the module docstring)."""
+
+    u_ref: np.ndarray
+    c_ref: np.ndarray
+    n_gauge: np.ndarray  # fixes the unobservable azimuth of the zero-angle normal
+    e1: np.ndarray = field(init=False)
+    e2: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.u_ref = unit(self.u_ref)
+        self.e1, self.e2 = _perp_basis(self.u_ref)
+
+    def mirror(self, q: np.ndarray) -> Mirror:
+        alpha, beta, p1, p2, tau, e, k = q
+        u = unit(self.u_ref + alpha * self.e1 + beta * self.e2)
+        # Axis point: the axis line through c_ref + p1 e1 + p2 e2 (the plane point) with direction u.
+        a = self.c_ref + p1 * self.e1 + p2 * self.e2
+        g = unit(self.n_gauge - (self.n_gauge @ u) * u)
+        n0 = np.cos(tau) * g + np.sin(tau) * u
+        return Mirror(a, u, n0, surface_offset_mm=float(e), gain=float(k), offset_deg=0.0)
+
+    def coords(self, m: Mirror) -> np.ndarray:
+        """Inverse of ``mirror`` for a mirror with offset 0 whose normal respects the gauge."""
+        u = unit(m.axis_dir)
+        if u @ self.u_ref < 0:
+            raise ValueError("axis direction opposite to the chart's reference")
+        w = u / (u @ self.u_ref)
+        alpha, beta = (w - self.u_ref) @ self.e1, (w - self.u_ref) @ self.e2
+        # Where the axis crosses the plane through c_ref perpendicular to u_ref.
+        a = np.asarray(m.axis_point, float)
+        s = ((self.c_ref - a) @ self.u_ref) / (u @ self.u_ref)
+        pa = a + s * u - self.c_ref
+        tau = float(np.arcsin(np.clip(np.asarray(m.normal0) @ u, -1, 1)))
+        return np.array([alpha, beta, pa @ self.e1, pa @ self.e2, tau, m.surface_offset_mm, m.gain])
+
+
+def gauge_normal(u: np.ndarray, d_in: np.ndarray, fold_prior: np.ndarray) -> np.ndarray:
+    """A 45-degree fold normal perpendicular to ``u``: folds ``d_in`` towards the side of ``fold_prior``.
+
+    Only fixes the unobservable azimuth of a mirror about its axis (see gauge 3).
+    """
+    f = np.cross(u, d_in)
+    if np.linalg.norm(f) < 1e-6:  # axis along the incoming ray: any perpendicular will do
+        f = _perp_basis(u)[0]
+    f = unit(f)
+    if f @ fold_prior < 0:
+        f = -f
+    n = f - unit(d_in)
+    n = n - (n @ u) * u
+    return unit(n)
+
+
+# ------------------------------------------------------------------------------- results
+@dataclass
+class ViewResidual:
+    name: str
+    pose: str
+    theta_x_deg: float
+    theta_y_deg: float
+    rms_px: float
+    max_px: float
+    residuals: np.ndarray  # (N, 2) observed - predicted
+
+
+@dataclass
+class GalvoFit:
+    """Result of ``fit_galvo`` or ``check_galvo``."""
+
+    model: GalvoCamera
+    board_poses: dict[str, np.ndarray]  # pose name -> 4x4 board -> world
+    views: list[ViewResidual]
+    rms_px: float
+    sigma: dict[str, float] = field(default_factory=dict)  # 1-sigma of each fitted parameter
+    not_determined: list[str] = field(default_factory=list)
+    weakly_determined: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    fitted_intrinsics: bool = False
+    iterations: int = 0
+
+    @property
+    def median_px(self) -> float:
+        return float(np.median(np.concatenate([np.hypot(*v.residuals.T) for v in self.views])))
+
+    @property
+    def max_px(self) -> float:
+        return float(max(v.max_px for v in self.views))
+
+    def stats(self) -> dict:
+        return {
+            "rms_px": round(self.rms_px, 5),
+            "median_px": round(self.median_px, 5),
+            "max_px": round(self.max_px, 5),
+            "views": len(self.views),
+            "poses": len(self.board_poses),
+            "corners": int(sum(len(v.residuals) for v in self.views)),
+        }
+
+
+# ------------------------------------------------------------------------- the problem
+class _Problem:
+    """Packs parameters and evaluates residuals for all views at once."""
+
+    def __init__(self, views: list[View], charts: tuple[MirrorChart, MirrorChart], camera: PinholeCamera,
+                 fit_intrinsics: tuple[str, ...], fit_mirrors: bool = True) -> None:
+        self.views = views
+        self.charts = charts
+        self.camera = camera
+        self.fit_intrinsics = tuple(fit_intrinsics)
+        self.fit_mirrors = fit_mirrors
+        self.pose_names = list(dict.fromkeys(v.pose for v in views))
+        pidx = {p: i for i, p in enumerate(self.pose_names)}
+        self.view_pose = np.array([pidx[v.pose] for v in views])
+        self.tx = np.array([v.theta_x_deg for v in views])
+        self.ty = np.array([v.theta_y_deg for v in views])
+        # Pad views to a common corner count so everything batches; mask the padding.
+        n_max = max(len(v.uv) for v in views)
+        self.obj = np.zeros((len(views), n_max, 3))
+        self.uv = np.zeros((len(views), n_max, 2))
+        self.mask = np.zeros((len(views), n_max), bool)
+        for i, v in enumerate(views):
+            n = len(v.uv)
+            self.obj[i, :n], self.uv[i, :n], self.mask[i, :n] = v.obj, v.uv, True
+        self.n_intr = len(self.fit_intrinsics)
+        self.n_mirror = 14 if fit_mirrors else 0
+        self.n_global = self.n_intr + self.n_mirror
+
+    # -- packing
+    def intrinsics_vector(self, cam: PinholeCamera) -> np.ndarray:
+        K, d = cam.K, (list(np.ravel(cam.dist)) + [0.0] * 5)[:5]
+        full = dict(zip(INTRINSIC_NAMES, [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *d]))
+        return np.array([full[n] for n in self.fit_intrinsics])
+
+    def camera_from(self, x: np.ndarray) -> PinholeCamera:
+        if not self.n_intr:
+            return self.camera
+        K, d = self.camera.K.copy(), np.array((list(np.ravel(self.camera.dist)) + [0.0] * 5)[:5], float)
+        for name, val in zip(self.fit_intrinsics, x[: self.n_intr]):
+            i = INTRINSIC_NAMES.index(name)
+            if i < 4:
+                K[[(0, 0), (1, 1), (0, 2), (1, 2)][i]] = val
+            else:
+                d[i - 4] = val
+        return PinholeCamera(K, self.camera.width, self.camera.height, d)
+
+    def model_from(self, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> GalvoCamera:
+        cam = self.camera_from(x)
+        if not self.fit_mirrors:
+            return fixed_model.with_camera(cam)
+        q = x[self.n_intr : self.n_global]
+        return GalvoCamera(cam, self.charts[0].mirror(q[:7]), self.charts[1].mirror(q[7:]))
+
+    def poses_from(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bp = x[self.n_global :].reshape(-1, 6)
+        return _rodrigues_many(bp[:, :3]), bp[:, 3:]
+
+    def pack(self, cam: PinholeCamera, mirrors: tuple[Mirror, Mirror] | None, poses: list[np.ndarray]) -> np.ndarray:
+        parts = [self.intrinsics_vector(cam)]
+        if self.fit_mirrors:
+            parts += [self.charts[0].coords(mirrors[0]), self.charts[1].coords(mirrors[1])]
+        for T in poses:
+            parts.append(np.concatenate([cv2.Rodrigues(T[:3, :3])[0].ravel(), T[:3, 3]]))
+        return np.concatenate(parts)
+
+    # -- residuals
+    def predict(self, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> np.ndarray:
+        g = self.model_from(x, fixed_model)
+        Rv, tv = virtual_extrinsics_batch(g, self.tx, self.ty)
+        Rb, tb = self.poses_from(x)
+        Rb, tb = Rb[self.view_pose], tb[self.view_pose]
+        R = Rv @ Rb
+        t = np.einsum("vij,vj->vi", Rv, tb) + tv
+        xc = np.einsum("vij,vnj->vni", R, self.obj) + t[:, None, :]
+        xc[..., 2] = np.where(self.mask, xc[..., 2], 1.0)  # padding: any finite value
+        return project_normalised(xc, g.camera.K, np.asarray((list(np.ravel(g.camera.dist)) + [0.0] * 5)[:5]))
+
+    def residuals(self, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> np.ndarray:
+        r = self.predict(x, fixed_model) - self.uv
+        return r[self.mask].ravel()
+
+    def jacobian(self, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> csr_matrix:
+        """Sparse forward-difference Jacobian (m x n) using the structure: every residual sees one board pose.
+
+        One evaluation per global parameter plus six for all board poses together.
+        """
+        f0 = self.residuals(x, fixed_model)
+        m = f0.size
+        Jg = np.empty((m, self.n_global))
+        for i in range(self.n_global):
+            h = 1e-7 * max(1.0, abs(x[i]))
+            xp = x.copy()
+            xp[i] += h
+            Jg[:, i] = (self.residuals(xp, fixed_model) - f0) / h
+        rows_view = np.repeat(np.arange(len(self.views)), self.mask.sum(axis=1) * 2)
+        pose_of_row = self.view_pose[rows_view]
+        npose = len(self.pose_names)
+        Jp = np.empty((m, 6))
+        for k in range(6):
+            idx = self.n_global + 6 * np.arange(npose) + k
+            h = 1e-7 * np.maximum(1.0, np.abs(x[idx]))
+            xp = x.copy()
+            xp[idx] += h
+            Jp[:, k] = (self.residuals(xp, fixed_model) - f0) / h[pose_of_row]
+        ng = self.n_global
+        data = np.concatenate([Jg, Jp], axis=1).ravel()
+        cols = np.concatenate([np.broadcast_to(np.arange(ng), (m, ng)),
+                               (ng + 6 * pose_of_row)[:, None] + np.arange(6)[None, :]], axis=1).ravel()
+        indptr = np.arange(m + 1) * (ng + 6)
+        return csr_matrix((data, cols, indptr), shape=(m, x.size))
+
+    def sparsity(self) -> lil_matrix:
+        counts = self.mask.sum(axis=1) * 2
+        m = int(counts.sum())
+        n = self.n_global + 6 * len(self.pose_names)
+        S = lil_matrix((m, n), dtype=np.int8)
+        row = 0
+        for i, c in enumerate(counts):
+            S[row : row + c, : self.n_global] = 1
+            p = self.n_global + 6 * self.view_pose[i]
+            S[row : row + c, p : p + 6] = 1
+            row += c
+        return S
+
+    def param_names(self) -> list[str]:
+        names = [f"camera.{n}" for n in self.fit_intrinsics]
+        if self.fit_mirrors:
+            names += [f"mirror{i}.{n}" for i in (1, 2) for n in MIRROR_PARAMS]
+        for p in self.pose_names:
+            names += [f"pose[{p}].{n}" for n in ("rx", "ry", "rz", "tx_mm", "ty_mm", "tz_mm")]
+        return names
+
+
+# ------------------------------------------------------------------------------ solver
+@dataclass
+class LMResult:
+    x: np.ndarray
+    success: bool
+    message: str
+    nfev: int
+    jac: csr_matrix  # at the solution (unweighted)
+
+
+def _huber_weights(r: np.ndarray, f_scale: float) -> np.ndarray:
+    """IRLS weights of the Huber loss on each corner's 2-D residual (applied to both coordinates)."""
+    e = np.hypot(r[0::2], r[1::2])
+    w = np.where(e <= f_scale, 1.0, f_scale / np.maximum(e, 1e-300))
+    return np.repeat(w, 2)
+
+
+def _huber_cost(r: np.ndarray, f_scale: float) -> float:
+    e = np.hypot(r[0::2], r[1::2])
+    return float(np.sum(np.where(e <= f_scale, 0.5 * e**2, f_scale * e - 0.5 * f_scale**2)))
+
+
+def robust_lm(fun, jac, x0: np.ndarray, f_scale: float = 1.0, max_iter: int = 100, tol: float = 1e-12) -> LMResult:
+    """Levenberg-Marquardt with a Huber loss (iteratively reweighted) on the normal equations.
+
+    Same objective as ``scipy.optimize.least_squares(loss="huber")`` on corner
+    residuals, but each step costs one Jacobian product (m x n by n x n)
+    instead of an SVD of the Jacobian, which for a few hundred views is ~10x
+    cheaper; Marquardt's diagonal scaling makes it invariant to parameter units.
+    """
+    x = np.asarray(x0, float).copy()
+    r = fun(x)
+    cost = _huber_cost(r, f_scale)
+    nfev, lam = 1, 1e-3
+    J = jac(x)
+    for _ in range(max_iter):
+        w = _huber_weights(r, f_scale)
+        Jw = diags(w) @ J
+        A = (J.T @ Jw).toarray()
+        g = Jw.T @ r
+        d = np.maximum(np.diag(A), 1e-12 * max(1.0, np.diag(A).max()))
+        while True:
+            try:
+                step = -np.linalg.solve(A + lam * np.diag(d), g)
+            except np.linalg.LinAlgError:
+                lam *= 10
+                continue
+            x_new = x + step
+            r_new = fun(x_new)
+            nfev += 1
+            cost_new = _huber_cost(r_new, f_scale)
+            if np.isfinite(cost_new) and cost_new <= cost:
+                break
+            lam *= 4
+            if lam > 1e12:
+                return LMResult(x, True, "no further decrease", nfev, J)
+        small = abs(cost - cost_new) <= tol * max(cost, 1e-30) or np.all(np.abs(step) * np.sqrt(d) <= 1e-10 * (1 + np.sqrt(2 * cost)))
+        x, r, cost = x_new, r_new, cost_new
+        lam = max(lam / 3, 1e-12)
+        J = jac(x)
+        if small:
+            return LMResult(x, True, "converged", nfev, J)
+    return LMResult(x, False, f"stopped after {max_iter} iterations", nfev, J)
+
+
+# ------------------------------------------------------------------------ initialisation
+def _screw(T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rotation vector (3,), rotation (3, 3), translation (3,) of a rigid 4x4 motion."""
+    R, t = T[:3, :3], T[:3, 3]
+    return cv2.Rodrigues(R)[0].ravel(), R, t
+
+
+def _fit_axis(motions: list[tuple[np.ndarray, float]], what: str) -> tuple[np.ndarray, float, np.ndarray]:
+    """Direction u, gain k and a point from relative motions ``(T, delta_cmd_deg)`` = rotations by 2 k delta about one line."""
+    w = np.array([_screw(T)[0] for T, _ in motions])
+    dl = np.deg2rad(np.array([d for _, d in motions]))
+    # Each rotation vector ~ u * 2 k delta: least squares for the common vector 2 k u.
+    v = (w * dl[:, None]).sum(axis=0) / (dl @ dl)
+    k = np.linalg.norm(v) / 2
+    if not k > 1e-3:
+        raise CalibrationError(
+            f"the board does not move when {what} turns: check that captures.csv lists the commanded angles of that mirror"
+        )
+    u = v / np.linalg.norm(v)
+    # Axis point: t = (I - R) p + s u for each motion; solve in least squares (p along u is free).
+    A = np.concatenate([np.eye(3) - _screw(T)[1] for T, _ in motions])
+    b = np.concatenate([_screw(T)[2] - (u @ _screw(T)[2]) * u for T, _ in motions])
+    p = np.linalg.lstsq(A, b, rcond=None)[0]
+    p = p - (p @ u) * u
+    return u, float(k), p
+
+
+def _single_axis_pairs(views: list[View], poses_T: list[np.ndarray], axis: int) -> list[tuple[int, int]]:
+    """Index pairs of views of one placement whose commands differ in ``axis`` only (0: x, 1: y)."""
+    pairs = []
+    by_pose: dict[str, list[int]] = {}
+    for i, v in enumerate(views):
+        by_pose.setdefault(v.pose, []).append(i)
+    for idx in by_pose.values():
+        for a in idx:
+            for b in idx:
+                va, vb = views[a], views[b]
+                same = va.theta_y_deg == vb.theta_y_deg if axis == 0 else va.theta_x_deg == vb.theta_x_deg
+                diff = (va.theta_x_deg - vb.theta_x_deg) if axis == 0 else (va.theta_y_deg - vb.theta_y_deg)
+                if same and diff > 0:
+                    pairs.append((a, b))
+    return pairs
+
+
+def _relative_motion(va: View, vb: View, Ta: np.ndarray, Tb: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """Rigid motion taking the board as camera b saw it to the board as camera a saw it (4x4).
+
+    The rotation comes from the corners' undistorted rays (Wahba's problem):
+    for a narrow lens a PnP rotation is poor (tilt trades against
+    translation) while the rays are measured almost directly. The translation
+    comes from the board centroids, which PnP places well. The motions here
+    are rotations about a mirror axis a few cm from the camera, so the rays
+    turn almost exactly by the motion's rotation.
+    """
+    ra, rb = camera.normalised_rays(va.uv), camera.normalised_rays(vb.uv)
+    U, _, Wt = np.linalg.svd(ra.T @ rb)
+    D = np.diag([1.0, 1.0, np.linalg.det(U @ Wt)])
+    R = U @ D @ Wt
+    ca = Ta[:3, :3] @ va.obj.mean(axis=0) + Ta[:3, 3]
+    cb = Tb[:3, :3] @ vb.obj.mean(axis=0) + Tb[:3, 3]
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = R, ca - R @ cb
+    return T
+
+
+def initial_model(views: list[View], view_T: list[np.ndarray], camera: PinholeCamera,
+                  folds=DEFAULT_FOLDS) -> tuple[GalvoCamera, tuple[MirrorChart, MirrorChart]]:
+    """Mirror axes, gains and points from the pose changes between views of one placement (step 3)."""
+    pairs1 = _single_axis_pairs(views, view_T, 0)
+    if not pairs1:
+        raise CalibrationError(
+            "no two views of one pose differ in theta_x_deg alone: mirror 1 cannot be initialised "
+            "(capture each pose at a grid of commands)"
+        )
+    rel = {}
+    for a, b in pairs1 + _single_axis_pairs(views, view_T, 1):
+        rel[a, b] = _relative_motion(views[a], views[b], view_T[a], view_T[b], camera)
+    m1_motions = [(rel[a, b], views[a].theta_x_deg - views[b].theta_x_deg) for a, b in pairs1]
+    u1, k1, p1 = _fit_axis(m1_motions, "mirror 1 (theta_x_deg)")
+    z = np.array([0.0, 0.0, 1.0])
+    n1 = gauge_normal(u1, z, folds[0])
+    m1 = Mirror(p1, u1, n1, 0.0, k1, 0.0)
+    pairs2 = _single_axis_pairs(views, view_T, 1)
+    if not pairs2:
+        raise CalibrationError(
+            "no two views of one pose differ in theta_y_deg alone: mirror 2 cannot be initialised "
+            "(capture each pose at a grid of commands)"
+        )
+    m2_motions = []
+    for a, b in pairs2:
+        M = m1.matrix(views[a].theta_x_deg)
+        m2_motions.append((M @ rel[a, b] @ M, views[a].theta_y_deg - views[b].theta_y_deg))
+    u2, k2, p2 = _fit_axis(m2_motions, "mirror 2 (theta_y_deg)")
+    d1 = m1.matrix(0.0)[:3, :3] @ z
+    n2 = gauge_normal(u2, d1, folds[1])
+    m2 = Mirror(p2, u2, n2, 0.0, k2, 0.0)
+    charts = (MirrorChart(u1, p1, n1), MirrorChart(u2, p2, n2))
+    return GalvoCamera(camera, m1, m2), charts
+
+
+def charts_for(model: GalvoCamera) -> tuple[MirrorChart, MirrorChart]:
+    """Charts centred on an existing model (its normals define the gauge)."""
+    return tuple(MirrorChart(np.asarray(m.axis_dir), np.asarray(m.axis_point), np.asarray(m.normal(0.0)))
+                 for m in (model.mirror1, model.mirror2))
+
+
+# ----------------------------------------------------------------------------- checks
+def check_coverage(views: list[View], min_views: int = 6) -> list[str]:
+    """Raise ``CalibrationError`` naming what is missing; return notes on what was dropped."""
+    notes = []
+    if len(views) < min_views:
+        raise CalibrationError(f"too few views with a detected board: {len(views)} (need at least {min_views})")
+    tx = sorted({v.theta_x_deg for v in views})
+    ty = sorted({v.theta_y_deg for v in views})
+    for name, vals, mirror in (("theta_x_deg", tx, 1), ("theta_y_deg", ty, 2)):
+        if len(vals) < 2:
+            raise CalibrationError(
+                f"degenerate angle grid: {name} takes only the value {vals[0]:g} in every view, so mirror {mirror} "
+                "cannot be calibrated (command at least 3 values over its range)"
+            )
+    counts: dict[str, int] = {}
+    for v in views:
+        counts[v.pose] = counts.get(v.pose, 0) + 1
+    single = [p for p, c in counts.items() if c < 2]
+    if single:
+        notes.append(f"poses seen at one command only carry no mirror information: {', '.join(single)}")
+    if len(counts) - len(single) < 2:
+        raise CalibrationError(
+            f"too few poses seen at several commands: {len(counts) - len(single)} (need at least 2, better 6+ "
+            "spread over the mirror range)"
+        )
+    return notes
+
+
+def _spread_notes(views: list[View], limits_deg=None) -> list[str]:
+    notes = []
+    tx = np.array([v.theta_x_deg for v in views])
+    ty = np.array([v.theta_y_deg for v in views])
+    if limits_deg is not None:
+        for name, vals, (lo, hi) in (("theta_x_deg", tx, limits_deg[0]), ("theta_y_deg", ty, limits_deg[1])):
+            span = vals.max() - vals.min()
+            if span < 0.6 * (hi - lo):
+                notes.append(
+                    f"{name} spans only {vals.min():g}..{vals.max():g} deg of the range {lo:g}..{hi:g}: "
+                    "rays outside it are extrapolated"
+                )
+    return notes
+
+
+# ------------------------------------------------------------------------------ fitting
+def solve_view_poses(views: list[View], camera: PinholeCamera) -> list[np.ndarray]:
+    """One ``solvePnP`` per view: 4x4 board -> (virtual) camera."""
+    out = []
+    for v in views:
+        ok, rvec, tvec = cv2.solvePnP(v.obj, v.uv, camera.K, np.asarray(camera.dist, float), flags=cv2.SOLVEPNP_IPPE)
+        if not ok:
+            raise CalibrationError(f"{v.name}: solvePnP failed on the detected corners")
+        rvec, tvec = cv2.solvePnPRefineLM(v.obj, v.uv, camera.K, np.asarray(camera.dist, float), rvec, tvec)
+        out.append(_pose_matrix(rvec, tvec))
+    return out
+
+
+def initial_intrinsics(views: list[View], size: tuple[int, int]) -> PinholeCamera:
+    """Zhang's method on every view (each view is a board pose seen by the virtual camera)."""
+    flags = cv2.CALIB_FIX_K3
+    rms, K, dist, _, _ = cv2.calibrateCamera(
+        [v.obj.astype(np.float32) for v in views], [v.uv.astype(np.float32) for v in views], size, None, None, flags=flags
+    )
+    log.info("initial intrinsics from %d views: rms %.3f px, fx %.1f fy %.1f", len(views), rms, K[0, 0], K[1, 1])
+    return PinholeCamera(K, size[0], size[1], np.ravel(dist)[:5].astype(float))
+
+
+def _view_residuals(problem: _Problem, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> list[ViewResidual]:
+    pred = problem.predict(x, fixed_model)
+    out = []
+    for i, v in enumerate(problem.views):
+        n = int(problem.mask[i].sum())
+        r = problem.uv[i, :n] - pred[i, :n]
+        e = np.hypot(r[:, 0], r[:, 1])
+        out.append(ViewResidual(v.name, v.pose, v.theta_x_deg, v.theta_y_deg, float(np.sqrt(np.mean(e**2))),
+                                float(e.max()), r))
+    return out
+
+
+def _rms(views: list[ViewResidual]) -> float:
+    e2 = np.concatenate([np.sum(v.residuals**2, axis=1) for v in views])
+    return float(np.sqrt(e2.mean()))
+
+
+def _sigmas(problem: _Problem, res) -> dict[str, float]:
+    """1-sigma of each global parameter from the Gauss-Newton covariance (board poses marginalised)."""
+    J = res.jac
+    r = problem.residuals(res.x)
+    dof = max(1, len(r) - len(res.x))
+    s2 = float(r @ r) / dof
+    JtJ = (J.T @ J).toarray()
+    try:
+        cov = np.linalg.pinv(JtJ, rcond=1e-15) * s2
+    except np.linalg.LinAlgError:
+        return {}
+    names = problem.param_names()
+    return {names[i]: float(np.sqrt(max(cov[i, i], 0.0))) for i in range(problem.n_global)}
+
+
+def _weak(sig: dict[str, float], model: GalvoCamera) -> list[str]:
+    """Parameters the data pin down only loosely (thresholds chosen for mm-scale galvos)."""
+    weak = []
+    lim = {"axis_alpha": np.deg2rad(0.5), "axis_beta": np.deg2rad(0.5), "point_p1_mm": 1.0, "point_p2_mm": 1.0,
+           "tilt_rad": np.deg2rad(0.5), "surface_offset_mm": 1.0, "gain": 5e-3}
+    for name, s in sig.items():
+        key = name.split(".")[-1]
+        if key in lim and s > lim[key]:
+            weak.append(f"{name} (1-sigma {s:.3g})")
+    for name in ("camera.fx", "camera.fy"):
+        if name in sig and sig[name] > 2e-3 * model.camera.K[0, 0]:
+            weak.append(f"{name} (1-sigma {sig[name]:.3g} px)")
+    return weak
+
+
+NOT_DETERMINED = [
+    "world frame: fixed to the real camera frame (T_cw = identity)",
+    "mirror1.offset_deg, mirror2.offset_deg and the zero-angle normals' azimuth about their axes: "
+    "with free board poses an angle offset equals a rotation of the whole scene; fixed to 0 by a "
+    "90-degree-fold layout prior, so absolute directions are known only up to one rotation "
+    "(compare rays in the zero-command view's frame)",
+    "mirror axis points along their axes: a point on an axis is defined only up to a shift along it; "
+    "we store the point where each axis crosses a plane through its initial point",
+]
+
+
+def fit_galvo(views: list[View], camera: PinholeCamera | None, image_size: tuple[int, int],
+              fit_intrinsics: bool | None = None, fit_distortion: tuple[str, ...] = ("k1", "k2", "p1", "p2"),
+              folds=DEFAULT_FOLDS, f_scale_px: float = 1.0, limits_deg=None, max_nfev: int = 200) -> GalvoFit:
+    """Calibrate a galvo camera from board views (see the module docstring)."""
+    notes = check_coverage(views)
+    counts: dict[str, int] = {}
+    for v in views:
+        counts[v.pose] = counts.get(v.pose, 0) + 1
+    views = [v for v in views if counts[v.pose] >= 2]
+    notes += _spread_notes(views, limits_deg)
+    if fit_intrinsics is None:
+        fit_intrinsics = camera is None
+    if camera is None:
+        camera = initial_intrinsics(views, image_size)
+    view_T = solve_view_poses(views, camera)
+    model, charts = initial_model(views, view_T, camera, folds)
+    # Board poses from the view nearest each pose's median command.
+    poses = []
+    names = list(dict.fromkeys(v.pose for v in views))
+    for p in names:
+        idx = [i for i, v in enumerate(views) if v.pose == p]
+        med = np.median([[views[i].theta_x_deg, views[i].theta_y_deg] for i in idx], axis=0)
+        j = min(idx, key=lambda i: np.hypot(views[i].theta_x_deg - med[0], views[i].theta_y_deg - med[1]))
+        V = model.virtual_extrinsics(views[j].theta_x_deg, views[j].theta_y_deg)
+        poses.append(np.linalg.inv(V) @ view_T[j])
+    # Stage 1: mirrors and board poses with intrinsics fixed; stage 2: everything.
+    stages = [()]
+    if fit_intrinsics:
+        stages.append(("fx", "fy", "cx", "cy", *fit_distortion))
+    res = None
+    total_nfev = 0
+    for intr in stages:
+        problem = _Problem(views, charts, camera, intr)
+        x0 = problem.pack(camera, (model.mirror1, model.mirror2), poses)
+        res = robust_lm(problem.residuals, problem.jacobian, x0, f_scale_px, max_iter=max_nfev)
+        total_nfev += res.nfev
+        model = problem.model_from(res.x)
+        camera = model.camera
+        Rb, tb = problem.poses_from(res.x)
+        poses = [np.block([[Rb[i], tb[i][:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]) for i in range(len(Rb))]
+    vres = _view_residuals(problem, res.x)
+    sig = _sigmas(problem, res)
+    fit = GalvoFit(model, dict(zip(problem.pose_names, poses)), vres, _rms(vres), sig, list(NOT_DETERMINED),
+                   _weak(sig, model), notes, bool(fit_intrinsics), total_nfev)
+    if not res.success:
+        fit.notes.append(f"optimiser stopped early: {res.message}")
+    return fit
+
+
+def check_galvo(model: GalvoCamera, views: list[View], f_scale_px: float = 1.0) -> GalvoFit:
+    """Reprojection error with the calibration held fixed: only one board pose per placement is solved."""
+    if not views:
+        raise CalibrationError("no views with a detected board to check against")
+    names = list(dict.fromkeys(v.pose for v in views))
+    poses = []
+    for p in names:
+        v = next(v for v in views if v.pose == p)
+        T = solve_view_poses([v], model.camera)[0]
+        poses.append(np.linalg.inv(model.virtual_extrinsics(v.theta_x_deg, v.theta_y_deg)) @ T)
+    problem = _Problem(views, charts_for(model), model.camera, (), fit_mirrors=False)
+    x0 = problem.pack(model.camera, None, poses)
+    res = robust_lm(lambda x: problem.residuals(x, model), lambda x: problem.jacobian(x, model), x0, f_scale_px)
+    vres = _view_residuals(problem, res.x, model)
+    Rb, tb = problem.poses_from(res.x)
+    bp = {n: np.block([[Rb[i], tb[i][:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]) for i, n in enumerate(names)}
+    return GalvoFit(model, bp, vres, _rms(vres))
+
+
+# ------------------------------------------------------------------------- ray comparison
+def ray_angle_errors_deg(est: GalvoCamera, true: GalvoCamera, commands: np.ndarray, pixels: np.ndarray,
+                         frame: str = "zero_view") -> np.ndarray:
+    """Angles (C, P) in degrees between the rays two models give for each command (C, 2) and pixel (P, 2).
+
+    ``frame="zero_view"`` compares directions in each model's own zero-command
+    virtual camera frame (removes the unobservable scene rotation, gauge 3);
+    ``frame="world"`` compares them in each model's world frame as is.
+    """
+    out = np.zeros((len(commands), len(pixels)))
+    R0 = {id(m): m.virtual_extrinsics(0.0, 0.0)[:3, :3] for m in (est, true)}
+    for c, (tx, ty) in enumerate(np.asarray(commands, float)):
+        dirs = []
+        for m in (est, true):
+            _, d = m.pixel_rays(pixels, tx, ty)
+            dirs.append(d @ R0[id(m)].T if frame == "zero_view" else d)
+        cosang = np.clip(np.sum(dirs[0] * dirs[1], axis=1), -1.0, 1.0)
+        out[c] = np.degrees(np.arccos(cosang))
+    return out
