@@ -11,6 +11,7 @@ galvo), ``SimEventCamera`` (DVS emulation on a fixed camera) and
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -152,6 +153,32 @@ class _Sensor:
         return level.astype(np.uint8)
 
 
+class GroundTruthMeta(Mapping):
+    """Frame metadata whose ground-truth entries (``labels``, ``boxes``) are computed on first access.
+
+    Ground truth is for training, tests and evaluation; the run loop never reads it,
+    so a frame does not pay for it unless someone looks.
+    """
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> Any:
+        v = self._items[key]
+        if callable(v):
+            v = self._items[key] = v()
+        return v
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"GroundTruthMeta({sorted(self._items)})"
+
+
 # --------------------------------------------------------------------- frame camera
 class SimFrameCameraSettings(DeviceSettings):
     view: Literal["wide", "search"] = "wide"
@@ -282,7 +309,7 @@ class SimFrameCamera(FrameCamera):
             acc = r.intensity if acc is None else acc + r.intensity
             if k == n // 2:
                 mid = r
-        return Render(acc / np.float32(n), mid.labels, mid.boxes)
+        return Render(acc / np.float32(n), lambda: mid.labels, lambda: mid.boxes)
 
     def _do_read(self, timeout_s: float) -> Frame:
         exp_ns = int(self._exposure_s * 1e9)
@@ -307,10 +334,10 @@ class SimFrameCamera(FrameCamera):
         self.last_render = r
         image = self._sensor.expose(r.intensity, self._exposure_s)
         self._seq = seq
-        meta: dict[str, Any] = {"labels": r.labels, "boxes": r.boxes, "view": self.view}
+        meta: dict[str, Any] = {"labels": lambda: r.labels, "boxes": lambda: r.boxes, "view": self.view}
         if self.view == "search":
             meta["mirror_deg"] = self._galvo.actual_deg(mid)
-        return Frame(image, mid, self._exposure_s, seq, self.name, meta=meta)
+        return Frame(image, mid, self._exposure_s, seq, self.name, meta=GroundTruthMeta(meta))
 
     def _do_status(self) -> dict[str, Any]:
         return {**super()._do_status(), "view": self.view, "hfov_deg": self.hfov_deg}

@@ -549,9 +549,12 @@ class PanoramaScene:
     # --------------------------------------------------------------- targets
     def _arrays(self) -> dict:
         """Targets as padded arrays, so positions of all targets are computed at once."""
-        key = tuple(id(t) for t in self.targets)
         cached = getattr(self, "_tarr", None)
+        if cached is not None and cached["list"] is self.targets and cached["n"] == len(self.targets):
+            return cached
+        key = tuple(id(t) for t in self.targets)
         if cached is not None and cached["key"] == key:
+            cached["list"] = self.targets
             return cached
         N = len(self.targets)
         K = max([len(t.trajectory._pts) for t in self.targets] + [2])
@@ -566,7 +569,7 @@ class PanoramaScene:
             cum[n, len(c):] = c[-1]
         size = np.array([(list(t.size_m) + [0.0])[:3] for t in self.targets]).reshape(N, 3)
         self._tarr = {
-            "key": key, "pts": pts, "cum": cum, "len": cum[:, -1].copy(),
+            "key": key, "list": self.targets, "n": N, "pts": pts, "cum": cum, "len": cum[:, -1].copy(),
             "speed": np.array([t.trajectory.speed_mps for t in self.targets], dtype=np.float64),
             "offset": np.array([t.trajectory.offset_m for t in self.targets], dtype=np.float64),
             "pingpong": np.array([t.trajectory.mode == "pingpong" for t in self.targets], dtype=bool),
@@ -641,7 +644,7 @@ class PanoramaScene:
         out.sort(key=lambda v: -v.dist_m)
         return out
 
-    def draw_targets(self, inten: np.ndarray, labels: np.ndarray, ids: np.ndarray | None, az: np.ndarray,
+    def draw_targets(self, inten: np.ndarray, labels: np.ndarray | None, ids: np.ndarray | None, az: np.ndarray,
                      el: np.ndarray, t_s: float,
                      window: Callable[[TargetView], tuple[slice, slice] | None] | None = None,
                      depth: np.ndarray | None = None, pitch_deg: float | None = None,
@@ -692,7 +695,8 @@ class PanoramaScene:
             sub = inten[rs, cs]
             sub += alpha * (col - sub)
             solid = alpha >= 0.5
-            labels[rs, cs][solid] = v.cls
+            if labels is not None:
+                labels[rs, cs][solid] = v.cls
             if ids is not None:
                 ids[rs, cs][solid] = v.id + 1
             drawn.append(v)

@@ -16,8 +16,6 @@ A calibration board set on the twin is drawn over both with exact rays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import cv2
 import numpy as np
 
@@ -27,13 +25,29 @@ from foveate.hardware.sim.panorama import PanoramaScene, TargetView, az_el_to_di
 from foveate.hardware.sim.scene import CLASSES
 
 
-@dataclass
 class Render:
-    """One rendered view: intensity (H, W) float32 in [0, 1], labels (H, W) uint8, ground-truth boxes."""
+    """One rendered view: intensity (H, W) float32 in [0, 1], labels (H, W) uint8, ground-truth boxes.
 
-    intensity: np.ndarray
-    labels: np.ndarray
-    boxes: list[dict] = field(default_factory=list)
+    ``labels`` and ``boxes`` may be given as callables: ground truth is then computed
+    on first access only (the run loop never reads it, training and tests do).
+    """
+
+    def __init__(self, intensity: np.ndarray, labels, boxes=()) -> None:
+        self.intensity = intensity
+        self._labels = labels
+        self._boxes = boxes
+
+    @property
+    def labels(self) -> np.ndarray:
+        if callable(self._labels):
+            self._labels = self._labels()
+        return self._labels
+
+    @property
+    def boxes(self) -> list[dict]:
+        if callable(self._boxes):
+            self._boxes = self._boxes()
+        return list(self._boxes)
 
 
 def _pixel_grid(width: int, height: int) -> np.ndarray:
@@ -182,20 +196,19 @@ class FixedView:
 class GalvoView:
     """A camera behind a two-mirror galvo: rays depend on the mirror angles of each render."""
 
-    def __init__(self, gcam: GalvoCamera, grid: int = 17) -> None:
+    def __init__(self, gcam: GalvoCamera, grid: int = 16) -> None:
         self.gcam = gcam
         cam = gcam.camera
         W, H = cam.width, cam.height
         self.pitch_deg = float(np.degrees(1.0 / cam.K[0, 0]))
-        # Sparse grid of pixels (exact rays) and the bilinear map from it to every pixel.
-        gu = np.linspace(0, W - 1, grid)
-        gv = np.linspace(0, H - 1, grid)
-        GU, GV = np.meshgrid(gu, gv)
+        # Sparse grid of pixels with exact rays, every ``grid`` pixels, from half a cell outside the image:
+        # cv2.resize by ``grid`` then interpolates bilinearly between them at every pixel (cropped).
+        s = int(grid)
+        gx, gy = -(-W // s) + 2, -(-H // s) + 2
+        GU, GV = np.meshgrid(s * np.arange(gx) - (s + 1) / 2, s * np.arange(gy) - (s + 1) / 2)
         self._grid_rays = cam.normalised_rays(np.stack([GU.ravel(), GV.ravel()], axis=1))
-        self._grid_shape = (grid, grid)
-        mu, mv = np.meshgrid(np.arange(W) * (grid - 1) / (W - 1), np.arange(H) * (grid - 1) / (H - 1))
-        self._up_x = mu.astype(np.float32)
-        self._up_y = mv.astype(np.float32)
+        self._grid_shape = (gy, gx)
+        self._cell = s
         self._all_rays: np.ndarray | None = None
         self._m1 = _MirrorMatrix(gcam.mirror1)
         self._m2 = _MirrorMatrix(gcam.mirror2)
@@ -214,15 +227,20 @@ class GalvoView:
             self._all_rays = cam.normalised_rays(_pixel_grid(cam.width, cam.height)).reshape(cam.height, cam.width, 3)
         return self._all_rays @ R
 
+    def _upsample(self, grid: np.ndarray) -> np.ndarray:
+        """Grid values (gy, gx, C) -> every pixel (H, W, C), bilinear (see ``__init__``)."""
+        s = self._cell
+        gy, gx = self._grid_shape
+        cam = self.gcam.camera
+        up = cv2.resize(grid, (gx * s, gy * s), interpolation=cv2.INTER_LINEAR)
+        return up[s:s + cam.height, s:s + cam.width]
+
     def angle_maps(self, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Azimuth and elevation of every pixel (H, W), interpolated from the sparse grid of exact rays."""
         az, el = dirs_to_az_el(self._grid_rays @ R)
-        g = np.stack([az, el], axis=-1).reshape(*self._grid_shape, 2).astype(np.float64)
-        # Unwrap azimuth across +-180 so interpolation never crosses the seam.
-        ref = g[..., 0].flat[0]
-        g[..., 0] = ref + (g[..., 0] - ref + 180.0) % 360.0 - 180.0
-        up = cv2.remap(g.astype(np.float32) - np.float32([ref, 0.0]), self._up_x, self._up_y, cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
+        ref = az[0]
+        az = (az - ref + 180.0) % 360.0 - 180.0  # relative, never across the +-180 seam
+        up = self._upsample(np.stack([az, el], axis=-1).reshape(*self._grid_shape, 2).astype(np.float32))
         return up[..., 0].astype(np.float64) + ref, up[..., 1].astype(np.float64)
 
     def _render_panorama(self, scene: PanoramaScene, R: np.ndarray, t_s: float):
@@ -235,16 +253,27 @@ class GalvoView:
         tex.ensure(*bounds)
         gx, gy = tex.texel(az, el)
         grid = np.stack([gx, gy], axis=-1).reshape(*self._grid_shape, 2).astype(np.float32)
-        maps = cv2.remap(grid, self._up_x, self._up_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        maps = np.ascontiguousarray(self._upsample(grid))
         inten = cv2.remap(tex.I, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         inten = inten.astype(np.float32) * np.float32(1.0 / tex.scale) if tex.scale != 1.0 else inten
-        labels = cv2.remap(tex.L, maps, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-        ids = np.zeros(labels.shape, np.uint16)
+        ids = np.zeros(inten.shape, np.uint16)
         cam = self.gcam.camera
         lazy_az = _TexelAngles(maps, tex, 0)
         lazy_el = _TexelAngles(maps, tex, 1)
-        views = scene.draw_targets(inten, labels, ids, lazy_az, lazy_el, t_s, window=lambda v: _target_window(cam, R, v),
+        views = scene.draw_targets(inten, None, ids, lazy_az, lazy_el, t_s, window=lambda v: _target_window(cam, R, v),
                                    pitch_deg=self.pitch_deg, bounds=bounds)
+
+        def labels() -> np.ndarray:
+            """Static classes from the texture, then each drawn target's class where it is solid."""
+            lab = cv2.remap(tex.L, maps, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+            if views:
+                lut = np.zeros(max(v.id for v in views) + 2, np.uint8)
+                for v in views:
+                    lut[v.id + 1] = v.cls
+                m = ids > 0
+                lab[m] = lut[ids[m]]
+            return lab
+
         return inten, labels, ids, views
 
     def render(self, scene, theta_x_deg: float, theta_y_deg: float, t_s: float, board: Board | None = None,
@@ -255,6 +284,9 @@ class GalvoView:
         dirs = None
         if isinstance(scene, PanoramaScene) and not exact:
             inten, labels, ids, views = self._render_panorama(scene, R, t_s)
+            if board is None:
+                return Render(inten, labels, (lambda: boxes_from(views, ids, cam, R)) if with_boxes and views else [])
+            labels = labels()
             boxes = boxes_from(views, ids, cam, R) if with_boxes and views else []
         elif isinstance(scene, PanoramaScene):
             dirs = self.pixel_dirs(R)
