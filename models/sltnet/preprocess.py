@@ -2,7 +2,8 @@
 
 The pipeline follows the official DDD17 one: a ``bins``-deep voxel grid at the sensor
 size (polarity ±1, bilinear in time over the window's first..last event), normalised by
-the mean and standard deviation of its non-zero voxels, then resized to the model input.
+the mean and standard deviation of its non-zero voxels (both by the project's
+:func:`foveate.system.events.representations.voxel_grid`), then resized to the model input.
 
 **Sensor → model mapping** (documented in docs/sltnet.md): optionally crop rows off the
 bottom of the sensor (DDD17 drops the car hood, DSEC the bottom 40 rows), then a bilinear
@@ -16,47 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from foveate.system.types import EVENT_DTYPE
-
-
-def voxel_grid(events: np.ndarray, bins: int, height: int, width: int) -> np.ndarray:
-    """``[bins, height, width]`` float32 voxel grid, polarity ±1, bilinear in normalised time.
-
-    Time runs from the first to the last event of ``events`` (``EVENT_DTYPE``, time-sorted)
-    mapped onto ``[0, bins - 1]``; each event splits its polarity between its two nearest bins.
-    """
-    grid = np.zeros(bins * height * width, np.float32)
-    if len(events) == 0:
-        return grid.reshape(bins, height, width)
-    if events.dtype != EVENT_DTYPE:
-        raise TypeError(f"events must have dtype {EVENT_DTYPE}, got {events.dtype}")
-    t = events["t"].astype(np.float64)
-    dt = t[-1] - t[0]
-    ts = (bins - 1) * (t - t[0]) / (dt if dt > 0 else 1.0)
-    ti = np.floor(ts).astype(np.int64)
-    frac = (ts - ti).astype(np.float32)
-    pol = np.where(events["p"] > 0, 1.0, -1.0).astype(np.float32)
-    x = events["x"].astype(np.int64)
-    y = events["y"].astype(np.int64)
-    ok = (x < width) & (y < height)
-    pix = y * width + x
-    for tb, val in ((ti, pol * (1.0 - frac)), (ti + 1, pol * frac)):
-        m = ok & (tb < bins)
-        grid += np.bincount(tb[m] * height * width + pix[m], weights=val[m],
-                            minlength=grid.size).astype(np.float32)
-    return grid.reshape(bins, height, width)
-
-
-def normalize_voxel(v: np.ndarray) -> np.ndarray:
-    """Zero-mean, unit-std over the non-zero voxels; zeros stay zero (the official normalisation)."""
-    nz = v != 0
-    n = int(nz.sum())
-    if n == 0:
-        return v.astype(np.float32, copy=True)
-    mean = v.sum(dtype=np.float64) / n
-    var = (v.astype(np.float64) ** 2).sum() / n - mean**2
-    std = np.sqrt(var) if var > 0 else 1.0
-    return (nz * (v - mean) / std).astype(np.float32)
+from foveate.system.events.representations import voxel_grid
 
 
 def resize_voxel(v: np.ndarray, height: int, width: int, crop_bottom: int = 0) -> np.ndarray:
@@ -84,7 +45,7 @@ def resize_labels(labels: np.ndarray, height: int, width: int, crop_bottom: int 
 def events_to_input(events: np.ndarray, sensor_hw: tuple[int, int], bins: int, height: int, width: int,
                     crop_bottom: int = 0) -> np.ndarray:
     """Model input ``[bins, height, width]`` for one window of events on a ``sensor_hw`` sensor."""
-    v = normalize_voxel(voxel_grid(events, bins, *sensor_hw))
+    v = voxel_grid(events, bins, (sensor_hw[1], sensor_hw[0]), normalize=True)
     return resize_voxel(v, height, width, crop_bottom)
 
 

@@ -35,7 +35,7 @@ from foveate.system.errors import ConfigError
 log = logging.getLogger(__name__)
 
 TWIN_SCENES = ("street", "parking_lot", "plaza")
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 HUMAN_SPEED_MPS = (0.8, 1.8)  # scaled per sequence by speed_scale
 VEHICLE_SPEED_MPS = (3.0, 12.0)
 DEFAULT_CACHE = Path(".cache") / "sltnet" / "twin"

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from foveate.models.sltnet.datasets import DDD17Dataset, DSECDataset
-from foveate.models.sltnet.preprocess import normalize_voxel, voxel_grid
+from foveate.system.events.representations import voxel_grid
 from foveate.system.errors import ConfigError
-from foveate.system.types import make_events
 
 
 def test_ddd17_layout_splits_windows_and_sizes(tmp_path, write_ddd17):
@@ -28,7 +27,7 @@ def test_ddd17_layout_splits_windows_and_sizes(tmp_path, write_ddd17):
     t_ns = np.fromfile(root / "dir1" / "events.dat.t", dtype="<i8")
     assert len(ev) == 400 and ev["t"][0] == t_ns[800] // 1000
     # voxel = normalised grid of those events at 260x346, top 200 rows, resized to 352 wide
-    ref = normalize_voxel(voxel_grid(ev, 5, 260, 346))[:, :200]
+    ref = voxel_grid(ev, 5, (346, 260))[:, :200]
     assert np.allclose(voxel[:, :, 0], ref[:, :, 0], atol=1e-5)
     assert abs(voxel.sum() - ref.sum() * 352 / 346) < 0.05 * np.abs(ref).sum()
 
@@ -92,17 +91,3 @@ def test_dsec_missing_pieces_are_named(tmp_path):
     (tmp_path / "zurich_city_14_c" / "events" / "left" / "rectify_map.h5").unlink()
     with pytest.raises(ConfigError, match="rectify_map.h5: missing"):
         DSECDataset(tmp_path, sequences=["zurich_city_14_c"])
-
-
-def test_voxel_grid_bilinear_in_time_and_polarity():
-    ev = make_events([1, 1, 2], [0, 0, 1], [0, 50, 100], [1, 0, 1])
-    v = voxel_grid(ev, 3, 2, 3)
-    # times map to bins 0, 1, 2 exactly; polarity +1/-1
-    assert v[0, 0, 1] == 1 and v[1, 0, 1] == -1 and v[2, 1, 2] == 1 and np.count_nonzero(v) == 3
-    ev = make_events([0], [0], [25], [1])
-    ev = np.concatenate([make_events([2], [1], [0], [1]), ev, make_events([2], [1], [100], [1])])
-    v = voxel_grid(ev, 3, 2, 3)
-    assert v[0, 0, 0] == pytest.approx(0.5) and v[1, 0, 0] == pytest.approx(0.5)
-    n = normalize_voxel(v)
-    assert np.count_nonzero(n) == np.count_nonzero(v)
-    assert n[n != 0].mean() == pytest.approx(0, abs=1e-6) and n[n != 0].std() == pytest.approx(1, abs=1e-5)

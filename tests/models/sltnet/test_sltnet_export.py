@@ -133,3 +133,19 @@ def test_energy_report_costs_real_inputs_as_macs_and_spikes_as_sops(small_cfg, c
     assert rows["stage1.0.conv1x1_in.conv"].binary_input
     s = summarise(list(rows.values()))
     assert 0 < s["energy_mj"] < s["ann_equivalent_energy_mj"]
+
+
+def test_segmenter_fits_the_run_loop_protocol(small_cfg, calibrate):
+    from foveate.models.sltnet.segmenter import SLTNetSegmenter
+    from foveate.system.inference import Segmenter
+    from foveate.system.types import EventPacket, make_events
+
+    seg = SLTNetSegmenter(runner=TorchRunner(calibrate(small_cfg)), crop_bottom=10)
+    assert isinstance(seg, Segmenter) and seg.classes == small_cfg.classes
+    rng = np.random.default_rng(0)
+    n = 3000
+    ev = make_events(rng.integers(0, 200, n), rng.integers(0, 150, n), np.sort(rng.integers(0, 50_000, n)),
+                     rng.integers(0, 2, n))
+    prob = seg.segment_events(EventPacket(ev, (200, 150), 0, 50_000))
+    assert prob.shape == (6, 150, 200) and prob.dtype == np.float32
+    assert np.allclose(prob[:, :140].sum(0), 1.0, atol=1e-5) and np.all(prob[:, 140:] == 0)
