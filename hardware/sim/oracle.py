@@ -145,7 +145,7 @@ class OracleSegmenter:
 
     classes = tuple(CLASSES)
 
-    def __init__(self, twin=None, event_camera=None, blur_px: float = 1.0, label_noise: float = 0.05) -> None:
+    def __init__(self, twin=None, event_camera=None, blur_px: float = 1.0, label_noise: float = 0.02) -> None:
         if not 0.0 <= label_noise <= 1.0:
             raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
         self.twin = twin

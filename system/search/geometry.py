@@ -141,7 +141,7 @@ class GalvoCameraGeometry(SearchGeometry):
                 ay = _az_el(search.line_of_sight(tx, ty + eps)[1])
                 A = np.stack([(ax - a0) / eps, (ay - a0) / eps], axis=1)
                 _, d = search.pixel_rays(np.array([c, c + [dpx, 0.0], c + [0.0, dpx]]), tx, ty)
-                p = np.array([_az_el(v) for v in d])
+                p = _az_el(d)
                 B = np.stack([(p[1] - p[0]) / dpx, (p[2] - p[0]) / dpx], axis=1)
                 jac[i, j] = np.linalg.solve(A, B)
         self._los = los
@@ -171,10 +171,10 @@ class GalvoCameraGeometry(SearchGeometry):
         if not hasattr(self, "_inv"):
             from scipy.interpolate import LinearNDInterpolator
 
-            ae = np.array([_az_el(v) for v in self._los.reshape(-1, 3)])
+            ae = _az_el(self._los.reshape(-1, 3))
             X, Y = np.meshgrid(self._gx, self._gy)
             self._inv = LinearNDInterpolator(ae, np.stack([X.ravel(), Y.ravel()], axis=1))
-        goal = np.array([_az_el(v) for v in np.asarray(dirs, dtype=np.float64).reshape(-1, 3)])
+        goal = _az_el(np.asarray(dirs, dtype=np.float64).reshape(-1, 3))
         cmd = self._inv(goal)
         for _ in range(2):
             ok = np.all(np.isfinite(cmd), axis=1)
@@ -182,10 +182,13 @@ class GalvoCameraGeometry(SearchGeometry):
                 break
             c = cmd[ok]
             eps = 1e-3
-            a0 = np.array([_az_el(v) for v in self._interp(self._los, c)])
-            ax = np.array([_az_el(v) for v in self._interp(self._los, c + [eps, 0])])
-            ay = np.array([_az_el(v) for v in self._interp(self._los, c + [0, eps])])
-            J = np.stack([(ax - a0) / eps, (ay - a0) / eps], axis=2)
+            (x0, x1), (y0, y1) = self.limits_deg
+            cd = np.stack([np.clip(c[:, 0], x0 + 2 * eps, x1 - 2 * eps), np.clip(c[:, 1], y0 + 2 * eps, y1 - 2 * eps)], 1)
+            a0 = _az_el(self._interp(self._los, c))
+            ad = _az_el(self._interp(self._los, cd))
+            ax = _az_el(self._interp(self._los, cd + [eps, 0]))
+            ay = _az_el(self._interp(self._los, cd + [0, eps]))
+            J = np.stack([(ax - ad) / eps, (ay - ad) / eps], axis=2)
             cmd[ok] = c - np.linalg.solve(J, (a0 - goal[ok])[..., None])[..., 0]
         return cmd
 
@@ -209,8 +212,10 @@ class GalvoCameraGeometry(SearchGeometry):
 
 
 def _az_el(d: np.ndarray) -> np.ndarray:
-    """Rig-frame direction (3,) -> (az, el) degrees (x right, y down, z forward)."""
-    return np.degrees([np.arctan2(d[0], d[2]), np.arctan2(-d[1], np.hypot(d[0], d[2]))])
+    """Rig-frame directions (..., 3) -> (..., 2) (az, el) degrees (x right, y down, z forward)."""
+    d = np.asarray(d, dtype=np.float64)
+    return np.degrees(np.stack([np.arctan2(d[..., 0], d[..., 2]), np.arctan2(-d[..., 1], np.hypot(d[..., 0], d[..., 2]))],
+                               axis=-1))
 
 
 def remap_to_grid(image: np.ndarray, uv_maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

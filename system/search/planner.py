@@ -3,7 +3,8 @@
 Each planning round (every ``replan_after`` views, or sooner when a new map
 or a new track arrives):
 
-1. **Revisits.** A confirmed track is due when its predicted 1-sigma
+1. **Revisits.** A confirmed track is due when the 1-sigma of its possible
+   drift since the last update (prediction minus posterior covariance)
    exceeds ``revisit_sigma_frac`` of the half footprint or it was last looked
    at ``revisit_max_s`` ago; a tentative track is due at once (one look
    confirms or drops it). The sampling window is ``window_sigma`` times the
@@ -13,8 +14,11 @@ or a new track arrives):
    sampling range driven by the detector's variance through the tracker.
 2. **Exploration.** The PPM's mass integrated over a footprint gives each
    candidate centre a value; views are drawn with probability ~
-   value^sharpness (or greedily), and each pick suppresses candidates whose
-   footprint would overlap it by more than ``overlap``.
+   value^sharpness among candidates worth at least ``min_value_frac`` of the
+   best (or greedily), and each pick suppresses candidates whose footprint
+   would overlap it by more than ``overlap``. A large, faintly likely
+   background (ground, label noise) thus waits until the likely places are
+   searched, then gets its turn as visited mass is suppressed.
 3. **Order.** Nearest neighbour then 2-opt on the galvo's travel time
    (``GalvoMotionModel``: time-optimal move per axis under slew and
    acceleration limits plus settling; the slower axis sets the time).
@@ -158,24 +162,28 @@ class ProbabilityPlanner(Planner):
         if v.purpose == "revisit" and v.track_id and ctx.tracker is not None:
             # Aim a single-view revisit at the latest prediction, not the one of planning time.
             tr = next((t for t in ctx.tracker.tracks if t.id == v.track_id), None)
-            if tr is not None and self._window_half(tr, ctx) is None:
+            if tr is not None and (not tr.confirmed or self._window_half(tr, ctx) is None):
                 mu, _ = tr.predict(ctx.t_ns)
                 v = View(self.clip(mu[0], mu[1]), "revisit", tr.id)
         return v
 
     def _window_half(self, tr, ctx: PlanContext):
-        """Half-size of a track's sampling window, or None when one view covers it."""
+        """Half-size of a track's sampling window, or None when one view covers it.
+
+        ``window_sigma`` sigma of the prediction, less half the target's size: a view
+        anywhere over a large target (a vehicle wider than the view) still sees it.
+        """
         _, P = tr.predict(ctx.t_ns)
-        half = self.settings.window_sigma * np.sqrt(np.diag(P)[:2])
+        half = self.settings.window_sigma * np.sqrt(np.diag(P)[:2]) - 0.5 * np.asarray(tr.size_deg, dtype=np.float64)
         fp = np.asarray(ctx.footprint_half)
-        return None if np.all(half <= 0.8 * fp) else half
+        return None if np.all(half <= 0.8 * fp) else np.maximum(half, fp)
 
     def _revisit_views(self, ctx: PlanContext, limit: int) -> list[View]:
         s = self.settings
         fp = np.asarray(ctx.footprint_half)
         due = []
         for tr in ctx.tracker.tracks if ctx.tracker is not None else []:
-            sig = tr.sigma_deg(ctx.t_ns)
+            sig = tr.drift_sigma_deg(ctx.t_ns)
             age = (ctx.t_ns - tr.last_look_ns) * 1e-9
             if not tr.confirmed:
                 pri = 10.0 + age
@@ -190,7 +198,7 @@ class ProbabilityPlanner(Planner):
             if len(views) >= limit:
                 break
             mu, P = tr.predict(ctx.t_ns)
-            half = self._window_half(tr, ctx)
+            half = self._window_half(tr, ctx) if tr.confirmed else None  # a tentative track: one confirming look
             if half is None:
                 views.append(View(self.clip(mu[0], mu[1]), "revisit", tr.id))
                 continue
@@ -225,21 +233,24 @@ class ProbabilityPlanner(Planner):
             for v in views:
                 rows, cols = grid.box(v.cmd, keep * 2)
                 value[rows, cols] = 0.0
+            value[value < max(s.min_value_frac, 1e-6) * max(float(value.max()), 1e-30)] = 0.0
+            w = np.power(np.clip(value, 0, None).astype(np.float64), s.sharpness)
             while len(views) < s.batch_views:
-                flat = value.ravel()
-                total = float(flat.sum())
-                if not total > 0:
-                    break
+                flat = w.ravel()
                 if s.sampling == "greedy":
                     idx = int(np.argmax(flat))
+                    if not flat[idx] > 0:
+                        break
                 else:
-                    w = flat.astype(np.float64) ** s.sharpness
-                    idx = int(self.rng.choice(flat.size, p=w / w.sum()))
+                    cs = np.cumsum(flat)
+                    if not cs[-1] > 0:
+                        break
+                    idx = int(min(np.searchsorted(cs, self.rng.random() * cs[-1], side="right"), flat.size - 1))
                 i, j = divmod(idx, grid.shape[1])
                 c = (float(grid.xs[j]), float(grid.ys[i]))
                 views.append(View(self.clip(*c), "explore"))
                 rows, cols = grid.box(c, keep * 2)
-                value[rows, cols] = 0.0
+                w[rows, cols] = 0.0
         if not views:  # nothing known at all: look at a random place
             (x0, x1), (y0, y1) = self.limits_deg
             views.append(View((float(self.rng.uniform(x0, x1)), float(self.rng.uniform(y0, y1))), "explore"))

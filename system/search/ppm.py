@@ -121,12 +121,14 @@ class ProbabilityMap:
         """New segmentation (C, H, W) of the wide view (at any resolution with the wide camera's aspect)."""
         if self.prior_table is None:
             raise RuntimeError("a segmentation needs a prior table")
-        maps = self.prior_table.target_maps(np.asarray(probs, dtype=np.float32))
+        probs = np.asarray(probs, dtype=np.float32)
         H, W = probs.shape[1:]
         sx, sy = W / self.sensor_wh[0], H / self.sensor_wh[1]
-        mx = (self._wide_uv[..., 0] + 0.5) * sx - 0.5
-        my = (self._wide_uv[..., 1] + 0.5) * sy - 0.5
-        self.prior = np.clip(remap_to_grid(maps.sum(axis=0), (mx.astype(np.float32), my.astype(np.float32))), 0, None)
+        mx = ((self._wide_uv[..., 0] + 0.5) * sx - 0.5).astype(np.float32)
+        my = ((self._wide_uv[..., 1] + 0.5) * sy - 0.5).astype(np.float32)
+        # Resample the class maps onto the (smaller) command grid first, then apply F(class, target).
+        on_grid = remap_to_grid(probs, (mx, my))
+        self.prior = np.clip(self.prior_table.target_maps(on_grid).sum(axis=0), 0, None).astype(np.float32)
         self.updated_t_ns = int(t_ns)
         self.refreshes += 1
 
@@ -146,7 +148,9 @@ class ProbabilityMap:
             return m.astype(np.float32)
         explained = np.zeros_like(m)
         evidence = np.zeros_like(m)
-        X, Y = np.meshgrid(self.grid.xs, self.grid.ys)
+        if not hasattr(self, "_XY"):
+            self._XY = np.meshgrid(self.grid.xs, self.grid.ys)
+        X, Y = self._XY
         fp = np.diag(np.square(np.asarray(footprint_half, dtype=np.float64)) / 4)
         for tr in tracks:
             mu, P = tr.predict(t_ns)

@@ -211,3 +211,38 @@ def write_outputs(loop, out_dir: Path, evaluation: dict | None = None, snapshott
     if snapshotter is not None and snapshotter.frames:
         pictures.append(write_gif(snapshotter.frames, out_dir / "search.gif"))
     return summary, pictures
+
+
+class LiveWindow(LoopObserver):
+    """``--show``: the wide view with the map, path and tracks in an OpenCV window, ~20 times per clock second."""
+
+    def __init__(self, period_s: float = 0.05, title: str = "foveate search") -> None:
+        from foveate.system.errors import FoveateError
+
+        if not hasattr(cv2, "imshow") or "GTK" not in cv2.getBuildInformation() and "QT" not in cv2.getBuildInformation() \
+                and "Cocoa" not in cv2.getBuildInformation() and "WIN32UI" not in cv2.getBuildInformation():
+            raise FoveateError("--show needs an OpenCV build with a GUI (pip install opencv-python instead of "
+                               "opencv-python-headless); use --out DIR and open search.gif instead")
+        self.period_ns = int(period_s * 1e9)
+        self.title = title
+        self._next = 0
+        self._drawer: Drawer | None = None
+        self._last_search = None
+
+    def on_start(self, loop) -> None:
+        self._drawer = Drawer(loop)
+
+    def on_frame(self, frame, state, view) -> None:
+        self._last_search = frame.image
+
+    def on_tick(self, loop, t_ns: int) -> None:
+        if t_ns < self._next:
+            return
+        self._next = t_ns + self.period_ns
+        mass = loop.ppm.mass(t_ns, loop.tracker.tracks, loop.footprint_half) if loop.ppm is not None else None
+        wide = loop.last_wide.image if loop.last_wide is not None else None
+        cv2.imshow(self.title, self._drawer.wide_panel(t_ns, wide, mass, search_image=self._last_search))
+        cv2.waitKey(1)
+
+    def on_end(self, loop) -> None:
+        cv2.destroyWindow(self.title)

@@ -243,9 +243,14 @@ class SearchLoop:
                 self.path.append((t_cmd, view.cmd[0], view.cmd[1], view.purpose))
                 self._emit("on_command", t_cmd, view)
                 self._collect()  # on a real clock, results may land while the mirror moves
+                w0 = time.perf_counter()
                 state = self._fire(view, t_cmd)
                 self.hist["move"].record((state.t_ns - t_cmd) * 1e-9)
+                w1 = time.perf_counter()
                 frame = self.search_cam.read(timeout_s=1.0)
+                w2 = time.perf_counter()
+                self.hist["galvo.wait"].record(w1 - w0)
+                self.hist["search.read"].record(w2 - w1)
                 self.hist["capture"].record((clock.now_ns() - state.t_ns) * 1e-9)
                 if self.ppm is not None:
                     self.ppm.mark_visited(state.measured_deg, self.footprint_half, frame.t_ns)
@@ -268,9 +273,14 @@ class SearchLoop:
         self._emit("on_end", self)
         return self.summary()
 
+    def device_wall_s(self) -> float:
+        """Wall time spent inside device calls (on the twin: simulation and rendering)."""
+        return sum(self.hist[k].total for k in ("galvo.wait", "search.read", "wide.read", "events.read") if k in self.hist)
+
     def summary(self) -> dict:
         sim_s = max((self.t_end_ns - self.t_start_ns) * 1e-9, 1e-12)
         wall = max(self.wall_s, 1e-12)
+        loop_wall = max(self.wall_s - self.device_wall_s(), 1e-12)
         return {
             "loop": self.kind,
             "rig": self.rig.config.name,
@@ -284,6 +294,8 @@ class SearchLoop:
             "frames": self.frames,
             "search_fps": round(self.frames / sim_s, 2),
             "search_fps_wall": round(self.frames / wall, 2),
+            "search_fps_wall_excluding_devices": round(self.frames / loop_wall, 2),
+            "device_wall_seconds": round(self.device_wall_s(), 3),
             "footprint_deg": [round(float(v), 4) for v in self.footprint],
             "latency_ms": self.hist.summary_ms(),
             "stages": {"detect": self.detect_stage.counters(), "segment": self.segment_stage.counters()},

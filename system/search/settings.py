@@ -15,8 +15,8 @@ from foveate.system.errors import ConfigError
 #: Default F(segmentation class, target class): how likely a target of each class stands on/in a region
 #: of each segmentation class (DDD17's six classes). A region labelled as the target's own class scores 1.
 DEFAULT_PRIOR: dict[str, dict[str, float]] = {
-    "human": {"flat": 0.15, "construction+sky": 0.01, "object": 0.05, "nature": 0.02, "human": 1.0, "vehicle": 0.1},
-    "vehicle": {"flat": 0.15, "construction+sky": 0.005, "object": 0.02, "nature": 0.01, "human": 0.1, "vehicle": 1.0},
+    "human": {"flat": 0.03, "construction+sky": 0.002, "object": 0.01, "nature": 0.005, "human": 1.0, "vehicle": 0.05},
+    "vehicle": {"flat": 0.03, "construction+sky": 0.001, "object": 0.005, "nature": 0.002, "human": 0.05, "vehicle": 1.0},
 }
 
 
@@ -40,13 +40,14 @@ class PlannerSettings(_Strict):
     batch_views: int = Field(12, ge=1, description="views planned per round")
     replan_after: int = Field(4, ge=1, description="replan after this many views or on new information")
     sampling: Literal["sample", "greedy"] = "sample"
-    sharpness: float = Field(2.0, gt=0, description="views are drawn with probability ~ mass^sharpness")
+    sharpness: float = Field(4.0, gt=0, description="views are drawn with probability ~ mass^sharpness")
+    min_value_frac: float = Field(0.1, ge=0, lt=1, description="candidates worth less than this share of the best are not drawn")
     overlap: float = Field(0.15, ge=0, lt=1, description="allowed footprint overlap between views of one round")
     revisit_sigma_frac: float = Field(0.35, gt=0, description="revisit a track once its 1-sigma exceeds this share of the half footprint")
     revisit_max_s: float = Field(0.25, gt=0, description="revisit a confirmed track at least this often")
     max_revisit_share: float = Field(0.5, gt=0, le=1, description="at most this share of a round goes to revisits")
     window_sigma: float = Field(2.0, gt=0, description="sampling window of a track = this many sigma of its prediction")
-    max_window_views: int = Field(4, ge=1, description="views spent on one uncertain track per round")
+    max_window_views: int = Field(2, ge=1, description="views spent on one uncertain track per round")
     two_opt: bool = True
 
 
@@ -55,6 +56,7 @@ class TrackerSettings(_Strict):
     accel_deg_s2: float = Field(4.0, gt=0, description="process noise: RMS target acceleration, command deg/s^2")
     init_speed_deg_s: float = Field(3.0, gt=0, description="1-sigma speed of a new track, command deg/s")
     confirm_hits: int = Field(2, ge=1)
+    confirm_score: float = Field(0.8, ge=0, le=1, description="a track born from a detection this sure is confirmed at once")
     max_misses: int = Field(3, ge=1, description="looks in a row without a detection before a track is dropped")
     timeout_s: float = Field(2.0, gt=0, description="drop a track not seen for this long")
     min_score: float = Field(0.3, ge=0, le=1, description="detections below this score are ignored")

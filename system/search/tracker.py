@@ -42,6 +42,22 @@ class Measurement:
     size_deg: tuple[float, float] = (0.0, 0.0)
 
 
+def truncated_cov(d: Detection, image_wh: tuple[int, int], border_px: float = 2.0) -> np.ndarray:
+    """The detection's centre covariance (px^2), widened along each axis where its box touches the image border.
+
+    A box cut by the border shows only part of the target: its centre is that
+    of the visible part, and the true centre may lie up to a box size beyond.
+    """
+    cov = np.array(d.centre_cov, dtype=np.float64, copy=True)
+    x0, y0, x1, y1 = d.box_xyxy
+    W, H = image_wh
+    if x0 <= border_px or x1 >= W - border_px:
+        cov[0, 0] += (x1 - x0) ** 2
+    if y0 <= border_px or y1 >= H - border_px:
+        cov[1, 1] += (y1 - y0) ** 2
+    return cov
+
+
 def to_measurements(detections: list[Detection], geometry, cmd, t_ns: int, galvo_sigma_deg: float,
                     min_score: float = 0.0) -> list[Measurement]:
     """Detections of one frame seen at measured command ``cmd`` -> measurements in command space."""
@@ -52,7 +68,7 @@ def to_measurements(detections: list[Detection], geometry, cmd, t_ns: int, galvo
     z, J = geometry.search_to_command(uv, cmd)
     out = []
     for k, d in enumerate(dets):
-        R = J @ np.asarray(d.centre_cov, dtype=np.float64) @ J.T + np.eye(2) * galvo_sigma_deg**2
+        R = J @ truncated_cov(d, geometry.search_wh) @ J.T + np.eye(2) * galvo_sigma_deg**2
         w, h = d.size_wh
         size = (float(np.abs(J[:, 0]).sum() * w), float(np.abs(J[:, 1]).sum() * h))
         out.append(Measurement(d.cls, d.label, float(d.score), z[k].copy(), R, int(t_ns), size))
@@ -88,6 +104,12 @@ class Track:
         """Largest 1-sigma of the predicted position."""
         _, P = self.predict(t_ns)
         return float(np.sqrt(np.linalg.eigvalsh(P[:2, :2])[-1]))
+
+    def drift_sigma_deg(self, t_ns: int) -> float:
+        """Largest 1-sigma of how far the target may have moved since the last update (prediction minus posterior)."""
+        _, P = self.predict(t_ns)
+        G = P[:2, :2] - self.P[:2, :2]
+        return float(np.sqrt(max(np.linalg.eigvalsh(G)[-1], 0.0)))
 
     def as_dict(self, t_ns: int | None = None) -> dict:
         x, P = self.predict(self.t_ns if t_ns is None else t_ns)
@@ -126,7 +148,8 @@ class Tracker:
         P[:2, :2] = m.R
         P[2, 2] = P[3, 3] = s.init_speed_deg_s**2
         tr = Track(next(self._ids), m.cls, m.label, np.array([m.z[0], m.z[1], 0.0, 0.0]), P, m.t_ns,
-                   s.accel_deg_s2**2, m.t_ns, confirmed=s.confirm_hits <= 1, last_seen_ns=m.t_ns,
+                   s.accel_deg_s2**2, m.t_ns, confirmed=s.confirm_hits <= 1 or m.score >= s.confirm_score,
+                   last_seen_ns=m.t_ns,
                    last_look_ns=m.t_ns, score=m.score, size_deg=m.size_deg)
         self.created += 1
         return tr
@@ -203,15 +226,20 @@ class Tracker:
 
     def _merge(self, t_ns: int) -> None:
         """Two tracks of one class on the same target: keep the older, fuse the other's estimate."""
+        if len(self.tracks) < 2:
+            return
         keep: list[Track] = []
+        pred = {id(t): t.predict(t_ns) for t in self.tracks}
         for tr in sorted(self.tracks, key=lambda t: t.first_t_ns):
-            mu, P = tr.predict(t_ns)
+            mu, P = pred[id(tr)]
             dup = None
             for k in keep:
                 if k.cls != tr.cls:
                     continue
-                mk, Pk = k.predict(t_ns)
+                mk, Pk = pred[id(k)]
                 d = mu[:2] - mk[:2]
+                if abs(d[0]) > 1.0 or abs(d[1]) > 1.0:
+                    continue
                 if float(d @ np.linalg.solve(P[:2, :2] + Pk[:2, :2], d)) <= self.settings.merge_chi2:
                     dup = k
                     break

@@ -1,34 +1,96 @@
-"""``foveate run``: run the rig's search loop and write a summary and pictures."""
+"""``foveate run``: the search loop on a rig; writes summary.json, pictures and an optional recording."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from foveate.system.raster_run import run_raster
-from foveate.system.rig import Rig
+from foveate.system.errors import FoveateError
 
 NAME = "run"
-HELP = "run the rig (default: the embedded simulated rig) and write summary.json and pictures"
+HELP = "run the search loop on the rig (default: the embedded simulated rig); write summary.json and pictures"
+DESCRIPTION = (
+    "Runs the search system (PPM probability search, or the raster / random baselines) on a rig for a "
+    "given clock time and writes OUT/summary.json (frames, search fps, per-stage latency percentiles, drops, "
+    "overruns; on the twin also targets found, time to first detection and recall over time), "
+    "OUT/overview.png (the PPM over the wide view with the search path and tracks), OUT/recall.png and "
+    "OUT/search.gif. With --record DIR every stream is recorded (replay it with 'foveate replay DIR')."
+)
 
 
 def add_arguments(p) -> None:
     p.add_argument("--config", metavar="RIG", help="rig YAML file (default: the embedded simulated rig)")
     p.add_argument("--seconds", type=float, default=2.0, help="rig-clock seconds to run (default: 2)")
     p.add_argument("--out", type=Path, default=Path("out/run"), help="output folder (default: out/run)")
+    p.add_argument("--loop", choices=("ppm", "raster", "random"), default="ppm",
+                   help="planner: PPM probability search (default) or a baseline")
+    p.add_argument("--record", type=Path, metavar="DIR", help="record every stream into DIR (crash-safe chunks)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing recording in --record DIR")
+    p.add_argument("--realtime", action="store_true",
+                   help="run a simulated rig on the wall clock (default: as fast as possible on simulated time)")
+    p.add_argument("--show", action="store_true", help="open a live window (needs a desktop OpenCV build)")
+    p.add_argument("--seed", type=int, default=None, help="planner seed (default: search.seed of the rig file)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def build_observers(rig, loop_kind: str, out: Path | None, record: Path | None = None, force: bool = False,
+                    show: bool = False, gif: bool = True):
+    """Evaluation (on the twin), pictures, recording and the live window for one run."""
+    from foveate.system.search.report import Snapshotter
+
+    observers, evaluator, snap, recorder = [], None, None, None
+    if "sim.twin" in rig.context.shared:
+        from foveate.hardware.sim.oracle import TwinGroundTruth
+        from foveate.hardware.sim.scene import CLASSES
+        from foveate.system.search.evaluation import Evaluator
+
+        evaluator = Evaluator(TwinGroundTruth(rig), {c: i for i, c in enumerate(CLASSES)})
+        observers.append(evaluator)
+    if out is not None and gif:
+        snap = Snapshotter()
+        observers.append(snap)
+    if record is not None:
+        from foveate.system.search.recorder import Recorder
+
+        recorder = Recorder(record, rig.config, force=force, loop=loop_kind)
+        observers.append(recorder)
+    if show:
+        from foveate.system.search.report import LiveWindow
+
+        observers.append(LiveWindow())
+    return observers, evaluator, snap, recorder
+
+
 def run(args) -> int:
+    from foveate.system.clock import MonotonicClock
+    from foveate.system.config import load_rig
+    from foveate.system.rig import Rig
+    from foveate.system.search.report import write_outputs
+    from foveate.system.search.scheduler import SearchLoop
+
     if not args.seconds > 0:
-        raise SystemExit("foveate run: error: --seconds must be > 0")
-    rig = Rig.from_file(args.config)
+        raise FoveateError(f"--seconds must be > 0, got {args.seconds}")
+    cfg = load_rig(args.config)
+    rig = Rig(cfg, clock=MonotonicClock() if args.realtime else None)
     with rig:
-        result = run_raster(rig, args.seconds, args.out, progress=not args.no_progress)
-    s = result.summary
-    print(json.dumps({k: s[k] for k in ("loop", "rig", "sim_seconds", "wall_seconds", "search_frames",
-                                         "search_fps_wall", "wide_frames", "events")}, indent=2))
+        observers, evaluator, snap, recorder = build_observers(rig, args.loop, args.out, args.record, args.force, args.show)
+        loop = SearchLoop(rig, args.loop, observers=observers, seed=args.seed)
+        try:
+            loop.run(args.seconds, progress=not args.no_progress)
+        finally:
+            if recorder is not None:
+                recorder.close()
+        evaluation = evaluator.summary(args.seconds) if evaluator is not None else None
+        summary, pictures = write_outputs(loop, args.out, evaluation, snap)
+    keys = ("loop", "rig", "detector", "sim_seconds", "wall_seconds", "frames", "search_fps", "search_fps_wall",
+            "overruns")
+    short = {k: summary[k] for k in keys}
+    if evaluation is not None:
+        short.update({k: evaluation[k] for k in ("targets_total", "targets_found", "mean_ttfd_s", "recall_found_at_1s")})
+    print(json.dumps(short, indent=2))
     print(f"wrote {args.out / 'summary.json'}")
-    for p in result.pictures:
+    for p in pictures:
         print(f"wrote {p}")
+    if recorder is not None:
+        print(f"recorded {recorder.chunks_written} chunks into {args.record}")
     return 0

@@ -1,0 +1,350 @@
+"""Crash-safe recordings of a search run: append-only chunks with an index.
+
+Format (version 1), one directory::
+
+    recording.json        manifest, written once at the start (atomically): format, version,
+                          created, rig (the whole rig config), loop, search settings, chunk_period_s
+    chunks/000000.npz     one chunk: every stream's records of one window of clock time
+    index.jsonl           one JSON line per completed chunk, appended only after its file is durable:
+                          {"chunk", "file", "t0_ns", "t1_ns", "bytes", "sha256", "counts": {stream: n}}
+    closed.json           written by a clean close: totals (absent after a crash)
+
+A chunk is written to ``NNNNNN.npz.tmp``, fsynced, renamed, the directory
+fsynced, and only then its index line is appended and fsynced. A reader
+trusts the index only: a crash (even SIGKILL) loses at most the chunk being
+filled (``chunk_period_s`` of clock time, 0.1 s by default) and a partial last
+index line is ignored. Chunks are plain ``numpy.savez`` files (uncompressed:
+writing keeps up with the loop); names inside are ``<stream>.<field>``.
+
+Streams (every record has clock timestamps in ns; events in µs as in the project dtype):
+
+| stream | fields |
+|---|---|
+| ``search`` | ``image`` (N, H, W) u8, ``t_ns`` (mid-exposure), ``ready_ns``, ``seq``, ``exposure_s``, ``cmd_t_ns``, ``cmd`` (N, 2), ``purpose``, ``track_id``, ``state_t_ns``, ``measured`` (N, 2), ``settled``, ``truth`` (JSON of ground-truth boxes, twin only) |
+| ``wide`` | ``image`` (N, H, W[, 3]) u8, ``t_ns``, ``ready_ns``, ``seq`` |
+| ``events`` | ``events`` (EVENT_DTYPE), ``t_start_us``, ``t_end_us``, ``count``, ``ready_ns`` (one row per packet) |
+| ``commands`` | ``t_ns``, ``cmd`` (N, 2), ``purpose`` |
+| ``detections`` | ``frame_seq``, ``frame_t_ns``, ``done_ns``, ``cls``, ``score``, ``box`` (N, 4), ``centre`` (N, 2), ``cov`` (N, 2, 2), ``size`` (N, 2), ``z`` (N, 2), ``R`` (N, 2, 2) |
+| ``frames_done`` | ``frame_seq``, ``done_ns``, ``n`` (one row per detected frame, also when empty) |
+| ``segmentation`` | ``probs`` (N, C, H, W) f32, ``t_ns``, ``done_ns`` |
+| ``tracks`` | ``t_ns``, ``id``, ``cls``, ``x`` (N, 4), ``P`` (N, 4, 4), ``confirmed``, ``hits``, ``misses`` (snapshot at each chunk end) |
+| ``ppm`` | ``mass`` (N, ny, nx) f32, ``t_ns`` (snapshot at each chunk end) |
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from foveate.system.errors import FoveateError
+from foveate.system.search.scheduler import LoopObserver
+from foveate.system.types import EVENT_DTYPE
+
+log = logging.getLogger(__name__)
+
+FORMAT = "foveate-recording"
+VERSION = 1
+PURPOSES = ("explore", "revisit", "raster", "random")
+
+
+class RecordingError(FoveateError):
+    """A recording directory is missing, malformed or would be overwritten."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durable(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class _Chunk:
+    """Records of one window, by stream and field."""
+
+    def __init__(self, t0_ns: int) -> None:
+        self.t0_ns = t0_ns
+        self.data: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, stream: str, **fields) -> None:
+        d = self.data[stream]
+        for k, v in fields.items():
+            d[k].append(v)
+        self.counts[stream] += 1
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {}
+        for stream, fields in self.data.items():
+            for k, vals in fields.items():
+                if stream == "events" and k == "events":
+                    out[f"{stream}.{k}"] = np.concatenate(vals) if vals else np.zeros(0, EVENT_DTYPE)
+                else:
+                    out[f"{stream}.{k}"] = np.asarray(vals) if k != "truth" else np.asarray(vals, dtype=str)
+        return out
+
+
+class Recorder(LoopObserver):
+    """Records a running ``SearchLoop``; chunks are written by a background thread (never dropped)."""
+
+    wants_events = True  # the loop reads the event camera even when the map does not use it
+
+    def __init__(self, path: Path, rig_config, force: bool = False, loop: str = "ppm", chunk_period_s: float = 0.1,
+                 max_pending: int = 8) -> None:
+        self.path = Path(path)
+        if self.path.exists() and any(self.path.iterdir()):
+            if not force:
+                raise RecordingError(f"{self.path}: exists and is not empty (use --force to overwrite the recording)")
+            if not (self.path / "recording.json").exists():
+                raise RecordingError(f"{self.path}: not a recording; refusing to delete it even with --force")
+            shutil.rmtree(self.path)
+        (self.path / "chunks").mkdir(parents=True, exist_ok=True)
+        self.rig_config = rig_config
+        self.loop_kind = loop
+        self.chunk_period_ns = int(chunk_period_s * 1e9)
+        self.chunks_written = 0
+        self._chunk: _Chunk | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._index = open(self.path / "index.jsonl", "ab")
+        self._thread = threading.Thread(target=self._writer, name="recorder", daemon=True)
+        self._thread.start()
+        self._loop = None
+        self._closed = False
+
+    # ------------------------------------------------------------- writing
+    def _writer(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            n, chunk = item
+            try:
+                self._write_chunk(n, chunk)
+            except BaseException as exc:  # noqa: BLE001 - reported on the loop's next call
+                self._error = exc
+                log.exception("recorder: writing chunk %d failed", n)
+
+    def _write_chunk(self, n: int, chunk: _Chunk) -> None:
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **chunk.arrays())
+        data = buf.getvalue()
+        name = f"chunks/{n:06d}.npz"
+        _write_durable(self.path / name, data)
+        t1 = chunk.t0_ns + self.chunk_period_ns
+        line = {"chunk": n, "file": name, "t0_ns": chunk.t0_ns, "t1_ns": t1, "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), "counts": dict(chunk.counts)}
+        self._index.write((json.dumps(line) + "\n").encode())
+        self._index.flush()
+        os.fsync(self._index.fileno())
+        self.chunks_written += 1
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise RecordingError(f"{self.path}: recording failed: {self._error}")
+
+    def _flush(self, t_ns: int, final: bool = False) -> None:
+        """Close the current chunk if its window ended (or at the end), hand it to the writer."""
+        c = self._chunk
+        if c is None:
+            return
+        if not final and t_ns < c.t0_ns + self.chunk_period_ns:
+            return
+        self._snapshot(c, t_ns)
+        n = self._next_chunk
+        self._next_chunk += 1
+        self._queue.put((n, c))  # blocks when the writer lags: recordings never drop
+        self._chunk = _Chunk(c.t0_ns + self.chunk_period_ns * max(1, (t_ns - c.t0_ns) // self.chunk_period_ns))
+        self._check()
+
+    def _snapshot(self, c: _Chunk, t_ns: int) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        for tr in loop.tracker.tracks:
+            x, P = tr.predict(t_ns)
+            c.add("tracks", t_ns=t_ns, id=tr.id, cls=tr.cls, x=x, P=P, confirmed=tr.confirmed, hits=tr.hits,
+                  misses=tr.misses)
+        if loop.ppm is not None:
+            c.add("ppm", t_ns=t_ns, mass=loop.ppm.mass(t_ns, loop.tracker.tracks, loop.footprint_half))
+
+    # ------------------------------------------------------------ observer
+    def on_start(self, loop) -> None:
+        self._loop = loop
+        t0 = loop.clock.now_ns()
+        manifest = {
+            "format": FORMAT, "version": VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "rig": self.rig_config.model_dump(mode="json"), "rig_source": self.rig_config.source,
+            "loop": self.loop_kind, "settings": loop.settings.model_dump(mode="json"),
+            "chunk_period_s": self.chunk_period_ns * 1e-9, "t0_ns": t0,
+            "start_cmd": list(loop.galvo.commanded_deg), "detector": type(loop.detector).__name__,
+            "segmenter": type(loop.segmenter).__name__ if loop.segmenter is not None else None,
+            "ppm_source": loop.source,
+        }
+        _write_durable(self.path / "recording.json", (json.dumps(manifest, indent=2) + "\n").encode())
+        self._next_chunk = 0
+        self._chunk = _Chunk(t0)
+
+    def on_tick(self, loop, t_ns: int) -> None:
+        self._flush(t_ns)
+
+    def on_wide_frame(self, frame) -> None:
+        self._chunk.add("wide", image=frame.image, t_ns=frame.t_ns, ready_ns=self._loop.clock.now_ns(), seq=frame.seq)
+
+    def on_events(self, packet) -> None:
+        self._chunk.add("events", events=packet.events, t_start_us=packet.t_start_us, t_end_us=packet.t_end_us,
+                        count=len(packet), ready_ns=self._loop.clock.now_ns())
+
+    def on_segmentation(self, t_ns, probs, done_ns) -> None:
+        self._chunk.add("segmentation", probs=np.asarray(probs, np.float32), t_ns=t_ns, done_ns=done_ns)
+
+    def on_command(self, t_ns, view) -> None:
+        self._chunk.add("commands", t_ns=t_ns, cmd=np.asarray(view.cmd), purpose=PURPOSES.index(view.purpose))
+
+    def on_frame(self, frame, state, view) -> None:
+        truth = json.dumps((frame.meta or {}).get("boxes", []), default=float)
+        self._chunk.add("search", image=frame.image, t_ns=frame.t_ns, ready_ns=self._loop.clock.now_ns(), seq=frame.seq,
+                        exposure_s=frame.exposure_s, cmd_t_ns=self._loop.path[-1][0], cmd=np.asarray(view.cmd),
+                        purpose=PURPOSES.index(view.purpose), track_id=view.track_id, state_t_ns=state.t_ns,
+                        measured=np.asarray(state.measured_deg), settled=state.settled, truth=truth)
+
+    def on_detections(self, frame, state, view, detections, measurements, update, done_ns) -> None:
+        self._chunk.add("frames_done", frame_seq=frame.seq, done_ns=done_ns, n=len(detections))
+        zs = {id(m): m for m in measurements}
+        ms = list(zs.values())
+        for k, d in enumerate(detections):
+            m = ms[k] if k < len(ms) and len(ms) == len(detections) else None
+            self._chunk.add("detections", frame_seq=frame.seq, frame_t_ns=frame.t_ns, done_ns=done_ns, cls=d.cls,
+                            label=d.label, score=d.score, box=np.asarray(d.box_xyxy, float), centre=np.asarray(d.centre_xy, float),
+                            cov=np.asarray(d.centre_cov, float), size=np.asarray(d.size_wh, float),
+                            size_var=np.asarray(d.size_var, float),
+                            z=m.z if m is not None else np.full(2, np.nan), R=m.R if m is not None else np.full((2, 2), np.nan))
+
+    def on_end(self, loop) -> None:
+        self._flush(loop.clock.now_ns(), final=True)
+
+    def close(self) -> None:
+        """Write what is left and wait for the writer (also after an error in the loop)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._chunk is not None and self._loop is not None and any(self._chunk.counts.values()):
+            self._flush(self._loop.clock.now_ns(), final=True)
+        self._queue.put(None)
+        self._thread.join()
+        self._index.close()
+        if self._error is None:
+            _write_durable(self.path / "closed.json", json.dumps({"chunks": self.chunks_written}).encode())
+        self._check()
+
+
+# -------------------------------------------------------------------- reading
+class Recording:
+    """A recording directory opened for reading; only indexed, intact chunks are trusted."""
+
+    def __init__(self, path: Path, verify: bool = True) -> None:
+        self.path = Path(path)
+        mf = self.path / "recording.json"
+        if not mf.is_file():
+            raise RecordingError(f"{self.path}: not a recording (no recording.json)")
+        try:
+            self.manifest = json.loads(mf.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RecordingError(f"{mf}: unreadable manifest: {exc}") from None
+        if self.manifest.get("format") != FORMAT:
+            raise RecordingError(f"{mf}: format is {self.manifest.get('format')!r}, expected {FORMAT!r}")
+        if self.manifest.get("version") != VERSION:
+            raise RecordingError(f"{mf}: version {self.manifest.get('version')} (this foveate reads version {VERSION})")
+        self.chunks: list[dict] = []
+        self.problems: list[str] = []
+        idx = self.path / "index.jsonl"
+        raw = idx.read_bytes() if idx.is_file() else b""
+        offset = 0
+        for line in raw.split(b"\n"):
+            end = offset + len(line) + 1
+            if not line.strip():
+                offset = end
+                continue
+            complete = end <= len(raw)
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                self.problems.append(f"{idx}: byte {offset}: {'partial' if not complete else 'corrupt'} index line ignored")
+                break
+            if not complete:
+                self.problems.append(f"{idx}: byte {offset}: index line without newline ignored")
+                break
+            f = self.path / entry["file"]
+            if not f.is_file():
+                self.problems.append(f"{f}: indexed chunk missing; the recording ends before it")
+                break
+            if verify:
+                data = f.read_bytes()
+                if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                    self.problems.append(f"{f}: checksum mismatch; the recording ends before it")
+                    break
+            self.chunks.append(entry)
+            offset = end
+        self.closed = (self.path / "closed.json").is_file()
+
+    @property
+    def t0_ns(self) -> int:
+        return int(self.manifest["t0_ns"])
+
+    @property
+    def t1_ns(self) -> int:
+        return int(self.chunks[-1]["t1_ns"]) if self.chunks else self.t0_ns
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for c in self.chunks:
+            for k, v in c["counts"].items():
+                out[k] += v
+        return dict(out)
+
+    def load_chunk(self, entry: dict) -> dict[str, np.ndarray]:
+        with np.load(self.path / entry["file"], allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def stream(self, name: str) -> dict[str, np.ndarray]:
+        """Every field of one stream, concatenated over the chunks (empty dict when never recorded)."""
+        parts: dict[str, list] = defaultdict(list)
+        for c in self.chunks:
+            if not c["counts"].get(name):
+                continue
+            for k, v in self.load_chunk(c).items():
+                s, _, field = k.partition(".")
+                if s == name:
+                    parts[field].append(v)
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def summary(self) -> dict:
+        return {"path": str(self.path), "chunks": len(self.chunks), "closed_cleanly": self.closed,
+                "seconds": round((self.t1_ns - self.t0_ns) * 1e-9, 6), "counts": self.counts(),
+                "problems": self.problems, "loop": self.manifest.get("loop"), "rig": self.manifest["rig"].get("name")}
