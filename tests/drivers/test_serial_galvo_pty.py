@@ -107,3 +107,21 @@ class TestSerialGalvoOverPty(GalvoConformance):
     @pytest.fixture
     def device(self, server):
         yield SerialGalvo("galvo", MonotonicClock(), port=server.path, sync_burst=2)
+
+
+def test_pty_server_as_its_own_process():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "foveate.hardware.sim.galvo_pty", "--option", "clock_drift_ppm=20"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        path = proc.stdout.readline().strip()
+        assert path.startswith("/dev/pts/")
+        with SerialGalvo("galvo", MonotonicClock(), port=path, sync_burst=2) as g:
+            g.move_to(1.0, 1.0)
+            assert g.wait_settled(timeout_s=0.5).measured_deg == pytest.approx((1.0, 1.0), abs=0.01)
+    finally:
+        proc.stdin.close()  # the server stops when its stdin closes
+        assert proc.wait(timeout=10) == 0
+        proc.stdout.close()

@@ -104,6 +104,7 @@ def run(quick: bool = False) -> list[Row]:
     finally:
         proc.stdin.close()
         proc.wait(timeout=5)
+        proc.stdout.close()
     echo_rate = _echo_baseline(seconds / 2)
     lat_us = np.array(lat) * 1e6
     return [
