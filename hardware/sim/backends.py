@@ -422,17 +422,17 @@ class SimEventCamera(EventCamera):
         a = self.vibration_deg
         return (a * math.sin(w + self._phase[0]), a * math.sin(1.618 * w + self._phase[1]))
 
-    def render_at(self, t_us: int) -> Render:
+    def render_at(self, t_us: int, with_labels: bool = True) -> Render:
         """Noise-free render of the sensor's view at ``t_us`` (intensity, labels; ground truth)."""
         return self.view.render(self.twin.scene, t_us * 1e-6, board=self.twin.board, twin=self.twin,
-                                offset_deg=self.vibration_offset_deg(t_us), with_boxes=False)
+                                offset_deg=self.vibration_offset_deg(t_us), with_boxes=False, with_labels=with_labels)
 
     def labels_at(self, t_us: int) -> np.ndarray:
         """Ground-truth class of every sensor pixel (H, W) uint8 for the event window ending at ``t_us``."""
         return self.render_at(t_us).labels
 
     def _log_frame(self, t_us: int) -> np.ndarray:
-        return np.log(self.render_at(t_us).intensity + np.float32(self.log_eps))
+        return np.log(self.render_at(t_us, with_labels=False).intensity + np.float32(self.log_eps))
 
     def _do_open(self) -> None:
         self._cursor_us = self.clock.now_us()

@@ -138,11 +138,24 @@ class TargetView:
         return CLASSES[self.cls]
 
     def outline_deg(self, n: int = 3) -> tuple[np.ndarray, np.ndarray]:
-        """Points (az, el) along the billboard's border, ``n`` per side, for projecting boxes."""
+        """Points (az, el) along the billboard's border, ``n`` per side, for projecting boxes.
+
+        Order: bottom edge left to right, top edge left to right, left edge and right edge bottom to top.
+        """
+        fa, fe = _outline_pattern(n)
+        return self.az_lo + fa * (self.az_hi - self.az_lo), self.el_lo + fe * (self.el_hi - self.el_lo)
+
+
+_OUTLINES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _outline_pattern(n: int) -> tuple[np.ndarray, np.ndarray]:
+    got = _OUTLINES.get(n)
+    if got is None:
         s = np.linspace(0.0, 1.0, n)
-        az = np.concatenate([self.az_lo + s * (self.az_hi - self.az_lo)] * 2 + [np.full(n, self.az_lo), np.full(n, self.az_hi)])
-        el = np.concatenate([np.full(n, self.el_lo), np.full(n, self.el_hi)] + [self.el_lo + s * (self.el_hi - self.el_lo)] * 2)
-        return az, el
+        z, o = np.zeros(n), np.ones(n)
+        got = _OUTLINES[n] = (np.concatenate([s, s, z, o]), np.concatenate([z, o, s, s]))
+    return got
 
 
 # ----------------------------------------------------------------- static world
