@@ -53,11 +53,17 @@ def _load_model_file(kind: str, ref, rig, where: str):
     path = ref.path if ref.path.is_absolute() else rig.config.rig_dir / ref.path
     try:
         module = importlib.import_module(f"foveate.models.{kind}")
-        loader = getattr(module, "load_runtime")
-    except (ImportError, AttributeError):
-        raise ConfigError(f"{where}.path: no runtime can load {kind} model files yet "
-                          f"(foveate.models.{kind}.load_runtime is missing); use 'backend:' instead") from None
-    return loader(Path(path), runtime=ref.runtime, **ref.settings)
+    except ImportError as exc:
+        raise ConfigError(f"{where}.path: cannot import foveate.models.{kind}: {exc}") from None
+    loader = getattr(module, "load_runtime", None)
+    if loader is not None:
+        return loader(Path(path), runtime=ref.runtime, **ref.settings)
+    if kind == "sltnet":
+        from foveate.models.sltnet.segmenter import SLTNetSegmenter
+
+        return SLTNetSegmenter(Path(path), ref.runtime, **ref.settings)
+    raise ConfigError(f"{where}.path: no runtime can load {kind} model files (foveate.models.{kind}.load_runtime "
+                      "is missing); use 'backend:' instead")
 
 
 def build_model(rig, key: str, required: bool):

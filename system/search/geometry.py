@@ -224,3 +224,72 @@ def remap_to_grid(image: np.ndarray, uv_maps: tuple[np.ndarray, np.ndarray]) -> 
     if image.ndim == 2:
         return cv2.remap(image.astype(np.float32), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return np.stack([remap_to_grid(ch, uv_maps) for ch in image])
+
+
+class TabulatedGeometry(SearchGeometry):
+    """A geometry frozen into tables (recordings carry one, so a replay needs neither the rig nor the twin).
+
+    ``gx``/``gy``/``jac``: the Jacobian on a command grid; ``sensors``: name ->
+    (xs, ys, uv (ny, nx, 2)) pixel tables on the PPM grid, ``None`` naming the wide camera.
+    Lookups interpolate bilinearly, so at the tabulated nodes they return the stored values exactly.
+    """
+
+    def __init__(self, limits_deg, search_wh, wide_wh, gx, gy, jac, sensors: dict) -> None:
+        super().__init__(limits_deg, search_wh, wide_wh)
+        self._gx, self._gy, self._jac = np.asarray(gx), np.asarray(gy), np.asarray(jac)
+        self.tables = {k: tuple(np.asarray(a) for a in v) for k, v in sensors.items()}
+        self.sensors = dict.fromkeys(k for k in self.tables if k is not None)  # cameras modelled by their own table
+
+    @staticmethod
+    def _bilinear(gx, gy, table, cmd) -> np.ndarray:
+        cmd = np.asarray(cmd, dtype=np.float64).reshape(-1, 2)
+        fx = np.interp(cmd[:, 0], gx, np.arange(len(gx)))
+        fy = np.interp(cmd[:, 1], gy, np.arange(len(gy)))
+        j0 = np.clip(np.floor(fx).astype(int), 0, max(len(gx) - 2, 0))
+        i0 = np.clip(np.floor(fy).astype(int), 0, max(len(gy) - 2, 0))
+        j1 = np.minimum(j0 + 1, len(gx) - 1)
+        i1 = np.minimum(i0 + 1, len(gy) - 1)
+        wx = (fx - j0).reshape((-1,) + (1,) * (table.ndim - 2))
+        wy = (fy - i0).reshape((-1,) + (1,) * (table.ndim - 2))
+        return ((1 - wy) * ((1 - wx) * table[i0, j0] + wx * table[i0, j1])
+                + wy * ((1 - wx) * table[i1, j0] + wx * table[i1, j1]))
+
+    def search_jacobian(self, cmd: np.ndarray) -> np.ndarray:
+        return self._bilinear(self._gx, self._gy, self._jac, cmd)
+
+    def command_to_wide(self, cmd: np.ndarray) -> np.ndarray:
+        return self.command_to_sensor(cmd, None)
+
+    def command_to_sensor(self, cmd: np.ndarray, sensor: str | None = None) -> np.ndarray:
+        xs, ys, uv = self.tables.get(sensor, self.tables.get(None))
+        return self._bilinear(xs, ys, uv, cmd)
+
+    @staticmethod
+    def freeze(geometry: SearchGeometry, xs: np.ndarray, ys: np.ndarray, sensors: list[str | None]) -> dict:
+        """Arrays describing ``geometry`` on the command grid ``xs`` x ``ys`` (for ``numpy.savez``)."""
+        gx = getattr(geometry, "_gx", None)
+        gy = getattr(geometry, "_gy", None)
+        if gx is None:
+            (x0, x1), (y0, y1) = geometry.limits_deg
+            gx, gy = np.linspace(x0, x1, 31), np.linspace(y0, y1, 23)
+        X, Y = np.meshgrid(gx, gy)
+        jac = geometry.search_jacobian(np.stack([X.ravel(), Y.ravel()], 1)).reshape(len(gy), len(gx), 2, 2)
+        out = {"limits_deg": np.asarray(geometry.limits_deg, float), "search_wh": np.asarray(geometry.search_wh),
+               "wide_wh": np.asarray(geometry.wide_wh), "gx": np.asarray(gx), "gy": np.asarray(gy), "jac": jac,
+               "xs": np.asarray(xs), "ys": np.asarray(ys)}
+        PX, PY = np.meshgrid(xs, ys)
+        names = []
+        for name in sensors:
+            uv = geometry.command_to_sensor(np.stack([PX.ravel(), PY.ravel()], 1), name).reshape(len(ys), len(xs), 2)
+            key = "" if name is None else name
+            out[f"uv.{key}"] = uv
+            names.append(key)
+        out["sensors"] = np.asarray(names, dtype=str)
+        return out
+
+    @staticmethod
+    def thaw(d: dict) -> "TabulatedGeometry":
+        lim = d["limits_deg"]
+        sensors = {(None if k == "" else str(k)): (d["xs"], d["ys"], d[f"uv.{k}"]) for k in d["sensors"]}
+        return TabulatedGeometry(((lim[0, 0], lim[0, 1]), (lim[1, 0], lim[1, 1])), tuple(d["search_wh"]),
+                                 tuple(d["wide_wh"]), d["gx"], d["gy"], d["jac"], sensors)

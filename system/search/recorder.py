@@ -3,7 +3,9 @@
 Format (version 1), one directory::
 
     recording.json        manifest, written once at the start (atomically): format, version,
-                          created, rig (the whole rig config), loop, search settings, chunk_period_s
+                          created, rig (the whole rig config), loop, search settings, chunk_period_s,
+                          galvo limits, camera names and sizes
+    geometry.npz          the search geometry as tables (TabulatedGeometry), for replays
     chunks/000000.npz     one chunk: every stream's records of one window of clock time
     index.jsonl           one JSON line per completed chunk, appended only after its file is durable:
                           {"chunk", "file", "t0_ns", "t1_ns", "bytes", "sha256", "counts": {stream: n}}
@@ -206,7 +208,26 @@ class Recorder(LoopObserver):
             "start_cmd": list(loop.galvo.commanded_deg), "detector": type(loop.detector).__name__,
             "segmenter": type(loop.segmenter).__name__ if loop.segmenter is not None else None,
             "ppm_source": loop.source,
+            "detector_classes": list(getattr(loop.detector, "classes", ())),
+            "segmenter_classes": list(loop.segmenter.classes) if loop.segmenter is not None else [],
         }
+        manifest["galvo"] = {"name": loop.galvo.name, "limits_deg": [list(a) for a in loop.galvo.limits_deg],
+                             "park_deg": list(loop.galvo.park_deg)}
+        manifest["cameras"] = {role: {"name": d.name, "width": getattr(d, "width", None), "height": getattr(d, "height", None),
+                                      "sensor_size": list(getattr(d, "sensor_size", ())) or None}
+                               for role, d in (("search_camera", loop.search_cam), ("wide_camera", loop.wide_cam),
+                                               ("wide_events", loop.events_cam)) if d is not None}
+        # The geometry as tables, so a replay needs neither the rig's calibration nor the twin.
+        import io
+
+        from foveate.system.search.geometry import TabulatedGeometry
+        from foveate.system.search.ppm import CommandGrid
+
+        grid = loop.ppm.grid if loop.ppm is not None else CommandGrid.cover(loop.galvo.limits_deg, loop.settings.ppm.cell_deg)
+        names = [None] + [d.name for d in (loop.wide_cam, loop.events_cam) if d is not None]
+        buf = io.BytesIO()
+        np.savez(buf, **TabulatedGeometry.freeze(loop.geometry, grid.xs, grid.ys, names))
+        _write_durable(self.path / "geometry.npz", buf.getvalue())
         _write_durable(self.path / "recording.json", (json.dumps(manifest, indent=2) + "\n").encode())
         self._next_chunk = 0
         self._chunk = _Chunk(t0)

@@ -3,7 +3,8 @@
 One search frame per iteration, on the rig's injected clock::
 
     poll finished work      detections of earlier frames -> tracker; segmentations -> PPM
-    wide sources            every 1/refresh_hz: read events / the wide frame, queue a segmentation
+    wide sources            the wide camera at its frame rate; every 1/refresh_hz the segmentation
+                            source (events since the last read, or the latest wide frame) is queued
     plan                    next view from the planner (PPM, tracks) or a baseline
     move                    command the mirror
     fire                    when in position (``settled``), on the controller's trigger
@@ -179,13 +180,15 @@ class SearchLoop:
             self._emit("on_detections", frame, state, view, d.result, meas, upd, d.done_ns)
         self.tracker.prune(self.clock.now_ns())
 
-    def _read_wide(self, now: int) -> None:
-        if self.wide_cam is not None:
-            t0 = time.perf_counter()
-            self.last_wide = self.wide_cam.read(timeout_s=1.0)
-            self.hist["wide.read"].record(time.perf_counter() - t0)
-            self.wide_reads += 1
-            self._emit("on_wide_frame", self.last_wide)
+    def _read_wide_frame(self) -> None:
+        t0 = time.perf_counter()
+        self.last_wide = self.wide_cam.read(timeout_s=1.0)
+        self.hist["wide.read"].record(time.perf_counter() - t0)
+        self.wide_reads += 1
+        self._emit("on_wide_frame", self.last_wide)
+
+    def _refresh_map(self, now: int) -> None:
+        """Read the segmentation source and queue a segmentation (events tile time: everything since the last read)."""
         packet = None
         if self.events_cam is not None and (self.source == "events" or any(hasattr(o, "wants_events") for o in self.observers)):
             t0 = time.perf_counter()
@@ -220,7 +223,9 @@ class SearchLoop:
         self.t_start_ns = t0 = clock.now_ns()
         t_end = t0 + int(seconds * 1e9)
         period = int(1e9 / s.ppm.refresh_hz)
-        next_wide = t0
+        wide_hz = s.scheduler.wide_hz or (1e9 / getattr(self.wide_cam, "frame_period_ns", 1e9 / 30))
+        wide_period = int(1e9 / wide_hz)
+        next_map = next_wide = t0
         self._emit("on_start", self)
         bar = tqdm(total=int(seconds * 1000), unit="ms", desc=f"search[{self.kind}] (clock)", disable=not progress,
                    leave=False)
@@ -231,9 +236,12 @@ class SearchLoop:
                 it0 = time.perf_counter()
                 self._collect()
                 now = clock.now_ns()
-                if now >= next_wide and (self.source is not None or self.wide_cam is not None):
-                    self._read_wide(now)
-                    next_wide = max(next_wide + period, now + 1)
+                if self.wide_cam is not None and now >= next_wide:
+                    self._read_wide_frame()
+                    next_wide = max(next_wide + wide_period, now + 1)
+                if now >= next_map:
+                    self._refresh_map(now)
+                    next_map = max(next_map + period, now + 1)
                 p0 = time.perf_counter()
                 ctx = PlanContext(now, self.galvo.commanded_deg, self.ppm, self.tracker, self.footprint_half)
                 view = self.planner.next_view(ctx)
@@ -292,6 +300,7 @@ class SearchLoop:
             "sim_seconds": round(sim_s, 6),
             "wall_seconds": round(self.wall_s, 3),
             "frames": self.frames,
+            "search_frames": self.frames,
             "search_fps": round(self.frames / sim_s, 2),
             "search_fps_wall": round(self.frames / wall, 2),
             "search_fps_wall_excluding_devices": round(self.frames / loop_wall, 2),

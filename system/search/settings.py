@@ -82,6 +82,7 @@ class SchedulerSettings(_Strict):
     fire: Literal["settled", "trigger", "model"] = Field("settled", description="when the search camera fires")
     settle_timeout_s: float = Field(0.05, gt=0)
     deadline_s: float = Field(1 / 120, gt=0, description="a frame's detections are due this long after its exposure")
+    wide_hz: float | None = Field(None, gt=0, description="wide-camera reads per second (None: its frame rate)")
     detect: StageSettings = StageSettings(latency_s=0.002)
     segment: StageSettings = StageSettings(queue=1, latency_s=0.01)
 

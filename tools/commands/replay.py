@@ -1,8 +1,9 @@
 """``foveate replay SOURCE``: replay a recording through the models.
 
 SOURCE an event file (any format of ``foveate.system.events``): SLTNet segments it window
-by window (label PNGs, overlay PNGs, windows.csv, summary.json in --out). The command
-dispatches on what SOURCE is, so run-recording folders can get their own handler.
+by window (label PNGs, overlay PNGs, windows.csv, summary.json in --out). SOURCE a run
+recording folder (``foveate run --record DIR``): the search loop is re-run on it
+(``foveate.system.search.replay``), writing summary.json and pictures in --out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from foveate.system.errors import ConfigError
 
 NAME = "replay"
-HELP = "segment a recorded event file with SLTNet (label maps, overlay PNGs, summary.json)"
+HELP = "segment an event file with SLTNet, or re-run the search loop on a run recording"
 DESCRIPTION = (
     "Replay a recording. For an event file (EVT2/EVT3 .raw, .dat, .aedat4, DSEC .h5, .npy, .fev.h5) SLTNet "
     "segments each --window-ms window: the sensor's voxel grid is resized (bilinear) to the model input, "
@@ -24,7 +25,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p) -> None:
-    p.add_argument("source", type=Path, metavar="SOURCE", help="event file to replay")
+    p.add_argument("source", type=Path, metavar="SOURCE", help="event file, or a run recording folder (foveate run --record)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default out/replay/<name>)")
     p.add_argument("--weights", type=Path, default=None, help="SLTNet checkpoint .pt or .onnx (default: shipped)")
     p.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "torch"])
@@ -35,6 +36,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-images", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--models", choices=("recorded", "rig"), default="recorded",
+                   help="run recording: replay the recorded detections/segmentations (default, deterministic) "
+                        "or run the recording's rig models on the recorded images")
 
 
 def run(args) -> int:
@@ -47,7 +51,20 @@ def run(args) -> int:
 
 
 def _replay_folder(args) -> int:
-    raise ConfigError(f"{args.source}: replaying a folder (run recording) is not supported yet; give an event file")
+    """A run recording (``foveate run --record DIR``): re-run the search loop on it (docs/search.md)."""
+    if not (args.source / "recording.json").is_file():
+        raise ConfigError(f"{args.source}: a folder but not a run recording (no recording.json)")
+    from foveate.system.search.replay import replay
+    from foveate.system.search.report import write_outputs
+
+    loop, report = replay(args.source, models=args.models, progress=not args.no_progress)
+    out = args.out or Path("out") / "replay" / args.source.name
+    summary, pictures = write_outputs(loop, out, extra={"replay": report})
+    print(json.dumps(report, indent=1))
+    print(f"wrote {out}/summary.json")
+    for p in pictures:
+        print(f"wrote {p}")
+    return 0
 
 
 def _replay_event_file(args) -> int:
