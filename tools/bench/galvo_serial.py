@@ -6,7 +6,7 @@ as with a real USB-CDC controller. Measured: SET_POSITION transactions
 (``Galvo.move_to``, the run loop's per-view command) and READ_STATUS
 (``Galvo.position``) per wall second, and the round-trip latency of a
 SET_POSITION. Baseline, in the same run: the bare pty round trip of the same
-byte counts (16 bytes out, 12 back) against a trivial echo server, i.e. the
+byte counts (16 bytes out, 12 back) against a trivial echo process, i.e. the
 floor set by the OS and Python; the ratio says how much the protocol layers
 (framing, CRC, sequence check, clock sync) cost on top. On a shared machine the
 mean rate includes the moments the scheduler gives neither process a core;
@@ -15,13 +15,9 @@ the rate implied by the median round trip is what one free core achieves.
 
 from __future__ import annotations
 
-import os
-import select
 import subprocess
 import sys
-import threading
 import time
-import tty
 
 import numpy as np
 
@@ -44,38 +40,43 @@ def _start_server() -> tuple[subprocess.Popen, str]:
     return proc, path
 
 
+_ECHO_SERVER = """
+import os, select, sys, tty
+master, slave = os.openpty()
+tty.setraw(slave)
+print(os.ttyname(slave), flush=True)
+while True:
+    r, _, _ = select.select([master, sys.stdin], [], [], 1.0)
+    if sys.stdin in r:
+        break
+    if master in r:
+        data = os.read(master, 4096)
+        os.write(master, data[:12] * (len(data) // 16))
+"""
+
+
 def _echo_baseline(seconds: float) -> float:
-    """Round trips per second of 16 bytes out / 12 bytes back through a pty with an echo process (thread here)."""
+    """Round trips per second of 16 bytes out / 12 back through a pty to an echo process: the OS + pyserial floor."""
     import serial
 
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            r, _, _ = select.select([master], [], [], 0.01)
-            if r:
-                data = os.read(master, 4096)
-                os.write(master, data[:12] * (len(data) // 16))
-
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    port = serial.Serial(os.ttyname(slave), timeout=0.1)
-    out = b"\xa5" * 16
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        port.reset_input_buffer()
-        port.write(out)
-        port.read(5)
-        port.read(7)
-        n += 1
-    rate = n / (time.perf_counter() - t0)
-    port.close()
-    stop.set()
-    th.join()
-    os.close(master)
-    os.close(slave)
+    proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        port = serial.Serial(proc.stdout.readline().strip(), timeout=0.1)
+        out = b"\xa5" * 16
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            port.reset_input_buffer()
+            port.write(out)
+            port.read(5)
+            port.read(7)
+            n += 1
+        rate = n / (time.perf_counter() - t0)
+        port.close()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=5)
+        proc.stdout.close()
     return rate
 
 
