@@ -15,17 +15,30 @@ def first_outside(x, y, w, h):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def pack(out, x, y, t, p, t_add):  # pragma: no cover - compiled
-    """Fill the structured ``out`` from four field arrays in one pass (``t + t_add``)."""
+def pack(out, x, y, t, p, t_add, w, h):  # pragma: no cover - compiled
+    """Fill the structured ``out`` from four field arrays in one pass (``t + t_add``).
+
+    Returns (first index with x >= w or y >= h, first index with p > 1), -1 when none.
+    """
     ox = out["x"]
     oy = out["y"]
     ot = out["t"]
     op = out["p"]
+    outside = -1
+    bad_p = -1
     for i in range(out.shape[0]):
-        ox[i] = x[i]
-        oy[i] = y[i]
+        xi = x[i]
+        yi = y[i]
+        pi = p[i]
+        if (xi >= w or yi >= h or xi < 0 or yi < 0) and outside < 0:
+            outside = i
+        if pi > 1 and bad_p < 0:
+            bad_p = i
+        ox[i] = xi
+        oy[i] = yi
         ot[i] = t[i] + t_add
-        op[i] = p[i]
+        op[i] = pi
+    return outside, bad_p
 
 
 @njit(cache=True, nogil=True)

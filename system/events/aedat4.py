@@ -149,7 +149,9 @@ class Aedat4Reader(EventReader):
             self._file_size = (s["sizeX"], s["sizeY"])
         self.metadata["stream"] = self._stream
         self.metadata["source"] = s.get("source", "")
-        self._table = self._read_table() if self._table_pos > 0 else None
+        if self._table_pos >= size or self._table_pos < -1 or self._table_pos == 0:
+            self.metadata.setdefault("notes", []).append(f"data table position {self._table_pos} outside the {size}-byte file: ignored")
+        self._table = self._read_table() if 0 < self._table_pos < size else None
 
     def _parse_info(self, xml: str) -> dict[int, dict]:
         try:
@@ -208,7 +210,7 @@ class Aedat4Reader(EventReader):
                 rows.append((fb.scalar(el, 0, "<q", 0), size, fb.scalar(el, 2, "<q", 0),
                              fb.scalar(el, 3, "<q", 0), fb.scalar(el, 4, "<q", 0)))
         except Exception:  # a damaged table only costs the index: packets are still read in order
-            self.stats.notes.append("data table unreadable; reading packets in order")
+            self.metadata.setdefault("notes", []).append("data table unreadable; reading packets in order")
             return None
         return np.array(rows, dtype=np.int64).reshape(-1, 5)
 

@@ -96,6 +96,8 @@ class EventReader(ABC):
         self._user_size = None if sensor_size is None else (int(sensor_size[0]), int(sensor_size[1]))
         self._inferred_size: tuple[int, int] | None = None
         self._warned: set[str] = set()
+        #: set by a decoder to the (w, h) it already checked the chunk it yields against
+        self._checked_size: tuple[int, int] | None = None
         self._open()
 
     # -- to implement ---------------------------------------------------------
@@ -163,7 +165,8 @@ class EventReader(ABC):
         index = 0
         for ev in self._iter_raw(whole):
             if check is not None and len(ev):
-                i = first_outside(ev["x"], ev["y"], check[0], check[1])
+                # a decoder that already checked this chunk against the same size says so
+                i = -1 if self._checked_size == check else first_outside(ev["x"], ev["y"], check[0], check[1])
                 if i >= 0:
                     msg = f"x={int(ev['x'][i])}, y={int(ev['y'][i])} lies outside the {check[0]}x{check[1]} sensor"
                     if not self.repair:

@@ -175,12 +175,15 @@ class DsecReader(EventReader):
             x, y, t, p = self._fields(i0, i1)
             if t.dtype.kind not in "iu" or x.dtype.kind not in "iu" or y.dtype.kind not in "iu" or p.dtype.kind not in "iub":
                 raise fail(self.path, "/events", f"non-integer datasets (x {x.dtype}, y {y.dtype}, t {t.dtype}, p {p.dtype})")
-            for name, v in (("x", x), ("y", y)):
-                if v.dtype.kind == "i" and len(v) and int(v.min()) < 0:
-                    i = int(np.argmax(v < 0))
-                    raise fail(self.path, f"event {i0 + i}", f"negative {name} = {int(v[i])}")
-            pack(out, x, y, t.astype(np.int64, copy=False) if t.dtype == np.uint64 else t,
-                 p.view(np.uint8) if p.dtype == bool else p, self._offset)
+            w, h = self._user_size or self._file_size or (1 << 16, 1 << 16)
+            outside, bad_p = pack(out, x, y, t.astype(np.int64, copy=False) if t.dtype == np.uint64 else t,
+                                  p.view(np.uint8) if p.dtype == bool else p, self._offset, w, h)
+            if bad_p >= 0:
+                raise fail(self.path, f"event {i0 + bad_p}", f"polarity {int(p[bad_p])} (expected 0/1)")
+            if outside >= 0 and (int(x[outside]) < 0 or int(y[outside]) < 0):
+                raise fail(self.path, f"event {i0 + outside}", f"negative coordinate x={int(x[outside])}, y={int(y[outside])}")
+            # the bounds were checked while packing: the generic pass is not needed for this chunk
+            self._checked_size = (w, h) if outside < 0 else None
         return out
 
     def _iter_range(self, i0: int, i1: int, step: int | None = None) -> Iterator[np.ndarray]:
@@ -192,14 +195,7 @@ class DsecReader(EventReader):
                 yield ev[j : j + step]
 
     def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
-        p_max = 0
-        for ev in self._iter_range(0, self._n, max(self._n, 1) if whole else None):
-            if len(ev):
-                p_max = max(p_max, int(ev["p"].max()))
-            if p_max > 1:
-                i = int(np.argmax(ev["p"] > 1))
-                raise fail(self.path, "/events/p", f"polarity {ev['p'][i]} (expected 0/1)")
-            yield ev
+        return self._iter_range(0, self._n, max(self._n, 1) if whole else None)
 
     def _index_of(self, t_us: int) -> int:
         """First index with t >= t_us, using ms_to_idx to narrow the search."""
