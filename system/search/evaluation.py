@@ -56,6 +56,8 @@ class Evaluator(LoopObserver):
 
     def on_wide_frame(self, frame) -> None:
         # Which targets the wide camera sees (not hidden behind the scene), from its ground-truth boxes.
+        if "boxes" not in (frame.meta or {}):
+            return
         self.visible_ids = {b["target_id"] for b in self.truth.frame_boxes(frame)
                             if b.get("visible_frac", 1.0) >= self.min_visible}
 

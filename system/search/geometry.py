@@ -148,15 +148,7 @@ class GalvoCameraGeometry(SearchGeometry):
         self._jac = jac
 
     def _interp(self, table: np.ndarray, cmd: np.ndarray) -> np.ndarray:
-        cmd = np.asarray(cmd, dtype=np.float64).reshape(-1, 2)
-        fx = np.interp(cmd[:, 0], self._gx, np.arange(len(self._gx)))
-        fy = np.interp(cmd[:, 1], self._gy, np.arange(len(self._gy)))
-        j0 = np.clip(np.floor(fx).astype(int), 0, len(self._gx) - 2)
-        i0 = np.clip(np.floor(fy).astype(int), 0, len(self._gy) - 2)
-        wx = (fx - j0).reshape((-1,) + (1,) * (table.ndim - 2))
-        wy = (fy - i0).reshape((-1,) + (1,) * (table.ndim - 2))
-        return ((1 - wy) * ((1 - wx) * table[i0, j0] + wx * table[i0, j0 + 1])
-                + wy * ((1 - wx) * table[i0 + 1, j0] + wx * table[i0 + 1, j0 + 1]))
+        return bilinear(self._gx, self._gy, table, cmd)
 
     def command_to_direction(self, cmd: np.ndarray) -> np.ndarray:
         """(N, 2) commands -> (N, 3) unit rig-frame line-of-sight directions."""
@@ -211,6 +203,26 @@ class GalvoCameraGeometry(SearchGeometry):
         return self._interp(self._jac, cmd)
 
 
+def bilinear(gx: np.ndarray, gy: np.ndarray, table: np.ndarray, cmd: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of ``table`` (ny, nx, ...) on the grid ``gx`` x ``gy`` at commands (N, 2), clamped at the edges.
+
+    Written as nested lerps (``a + w (b - a)``): exact at the nodes and for constant tables,
+    so a geometry and its frozen tables (``TabulatedGeometry``) agree to the last bit.
+    """
+    cmd = np.asarray(cmd, dtype=np.float64).reshape(-1, 2)
+    fx = np.interp(cmd[:, 0], gx, np.arange(len(gx)))
+    fy = np.interp(cmd[:, 1], gy, np.arange(len(gy)))
+    j0 = np.clip(np.floor(fx).astype(int), 0, max(len(gx) - 2, 0))
+    i0 = np.clip(np.floor(fy).astype(int), 0, max(len(gy) - 2, 0))
+    j1 = np.minimum(j0 + 1, len(gx) - 1)
+    i1 = np.minimum(i0 + 1, len(gy) - 1)
+    wx = (fx - j0).reshape((-1,) + (1,) * (table.ndim - 2))
+    wy = (fy - i0).reshape((-1,) + (1,) * (table.ndim - 2))
+    top = table[i0, j0] + wx * (table[i0, j1] - table[i0, j0])
+    bot = table[i1, j0] + wx * (table[i1, j1] - table[i1, j0])
+    return top + wy * (bot - top)
+
+
 def _az_el(d: np.ndarray) -> np.ndarray:
     """Rig-frame directions (..., 3) -> (..., 2) (az, el) degrees (x right, y down, z forward)."""
     d = np.asarray(d, dtype=np.float64)
@@ -240,19 +252,7 @@ class TabulatedGeometry(SearchGeometry):
         self.tables = {k: tuple(np.asarray(a) for a in v) for k, v in sensors.items()}
         self.sensors = dict.fromkeys(k for k in self.tables if k is not None)  # cameras modelled by their own table
 
-    @staticmethod
-    def _bilinear(gx, gy, table, cmd) -> np.ndarray:
-        cmd = np.asarray(cmd, dtype=np.float64).reshape(-1, 2)
-        fx = np.interp(cmd[:, 0], gx, np.arange(len(gx)))
-        fy = np.interp(cmd[:, 1], gy, np.arange(len(gy)))
-        j0 = np.clip(np.floor(fx).astype(int), 0, max(len(gx) - 2, 0))
-        i0 = np.clip(np.floor(fy).astype(int), 0, max(len(gy) - 2, 0))
-        j1 = np.minimum(j0 + 1, len(gx) - 1)
-        i1 = np.minimum(i0 + 1, len(gy) - 1)
-        wx = (fx - j0).reshape((-1,) + (1,) * (table.ndim - 2))
-        wy = (fy - i0).reshape((-1,) + (1,) * (table.ndim - 2))
-        return ((1 - wy) * ((1 - wx) * table[i0, j0] + wx * table[i0, j1])
-                + wy * ((1 - wx) * table[i1, j0] + wx * table[i1, j1]))
+    _bilinear = staticmethod(lambda gx, gy, table, cmd: bilinear(gx, gy, table, cmd))
 
     def search_jacobian(self, cmd: np.ndarray) -> np.ndarray:
         return self._bilinear(self._gx, self._gy, self._jac, cmd)
