@@ -150,7 +150,8 @@ class Aedat4Reader(EventReader):
         self.metadata["stream"] = self._stream
         self.metadata["source"] = s.get("source", "")
         if self._table_pos >= size or self._table_pos < -1 or self._table_pos == 0:
-            self.metadata.setdefault("notes", []).append(f"data table position {self._table_pos} outside the {size}-byte file: ignored")
+            note = f"data table position {self._table_pos} outside the {size}-byte file: ignored"
+            self.metadata.setdefault("notes", []).append(note)
         self._table = self._read_table() if 0 < self._table_pos < size else None
 
     def _parse_info(self, xml: str) -> dict[int, dict]:
