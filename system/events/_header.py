@@ -16,6 +16,8 @@ from foveate.system.events.base import fail
 
 #: Longest header accepted (real headers are well under 1 kB).
 MAX_HEADER_BYTES = 1 << 16
+#: Longest header line accepted.
+MAX_LINE_BYTES = 4096
 
 #: Sensor size of the camera a HAL plugin drives, for headers that give no geometry.
 PLUGIN_SENSOR_SIZES = (
@@ -81,12 +83,16 @@ def read_percent_header(path: Path | str, head: bytes) -> PercentHeader:
     """Parse the ``%`` lines at the start of ``head`` (the first bytes of the file).
 
     The header is the run of lines that start with ``%`` and are printable
-    text; it ends after ``% end`` or at the first byte that is not ``%``.
+    text; it ends after ``% end``, at the first byte that is not ``%``, or
+    (files without ``% end``) at a ``%`` that does not start a text line: the
+    binary data can begin with the byte 0x25.
     """
     hdr = PercentHeader()
     pos = 0
     while pos < len(head) and head[pos : pos + 1] == b"%":
-        nl = head.find(b"\n", pos)
+        nl = head.find(b"\n", pos, pos + MAX_LINE_BYTES)
+        if nl < 0 and hdr.lines:  # binary data that happens to start with '%' (no '% end' line)
+            break
         if nl < 0:
             if len(head) >= MAX_HEADER_BYTES:
                 raise fail(path, f"byte offset {pos}", f"header line has no end within {MAX_HEADER_BYTES} bytes")

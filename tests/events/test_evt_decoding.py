@@ -136,3 +136,20 @@ def test_evt3_state_carries_across_chunks(tmp_path, real_path, chunk):
             if n >= 3000:
                 break
     np.testing.assert_array_equal(np.concatenate(got)[:3000], ref)
+
+
+def test_binary_starting_with_percent_after_header_without_end(tmp_path):
+    """Older files have no '% end'; their first data byte may be 0x25 ('%'): it is data, not header."""
+    p = tmp_path / "pct.raw"
+    words = [0x8001, 0x6002, 0x0025, 0x2003]  # ADDR_Y 37 begins with the byte 0x25
+    body = np.array(words[2:], "<u2").tobytes()
+    assert body[:1] == b"%"
+    p.write_bytes(b"% evt 3.0\n% geometry 64x64\n" + np.array(words[:2], "<u2").tobytes() + body)
+    # here the data starts with TIME_HIGH; now make it start with the '%' byte itself
+    q = tmp_path / "pct2.raw"
+    q.write_bytes(b"% evt 3.0\n% geometry 64x64\n" + body + np.array([0x8001, 0x6002, 0x2004], "<u2").tobytes())
+    _, ev = decode(p)
+    assert ev == [(3, 37, 4098, 0)]
+    r, ev = decode(q)
+    assert r.header.data_offset == len(b"% evt 3.0\n% geometry 64x64\n")
+    assert ev == [(4, 37, 4098, 0)]
