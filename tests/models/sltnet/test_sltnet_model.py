@@ -83,3 +83,27 @@ def test_surrogate_gradient_is_the_official_tanh_shape():
     # the primitive function is the official smooth step
     sg = TanhSurrogate(spiking=False)
     assert sg(torch.tensor([-1.0, 0.0, 1.0])).tolist() == pytest.approx([0.0, 0.5, 1.0])
+
+
+def test_ohem_keeps_the_hard_pixels_like_the_official_loss():
+    import torch.nn.functional as F
+
+    from foveate.models.sltnet.losses import ohem_cross_entropy, sltnet_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 8, 8) * 3
+    target = torch.randint(0, 6, (2, 8, 8))
+    target[0, 0] = 255
+    # reference: the official ProbOhemCrossEntropy2d computation, sort-based
+    valid = target != 255
+    p = F.softmax(logits, 1).gather(1, target.clamp(0, 5).unsqueeze(1)).squeeze(1)[valid]
+    pl = F.cross_entropy(logits, target, ignore_index=255, reduction="none")[valid]
+    sp, ind = p.sort()
+    min_kept = 2 * 8 * 8 // 16
+    thr = max(float(sp[min(min_kept, sp.numel() - 1)]), 0.7)
+    ref = pl[ind][sp < thr].mean()
+    assert torch.allclose(ohem_cross_entropy(logits, target), ref)
+    aux = torch.randn(2, 6, 8, 8)
+    want = ref + 0.4 * F.cross_entropy(aux, target, ignore_index=255)
+    assert torch.allclose(sltnet_loss(logits, aux, target), want)
+    assert ohem_cross_entropy(logits, torch.full_like(target, 255)).item() == 0.0
