@@ -84,19 +84,33 @@ def _box_segments(centre: np.ndarray, dirs: np.ndarray, lo: np.ndarray, hi: np.n
 
 
 def laser_commands_through(tri: Triangulator, X: np.ndarray, limits_deg: tuple[float, float],
-                           samples: int = 4001) -> np.ndarray:
-    """Laser command (deg) whose sheet passes through each point (N, 3); NaN where none within ``limits_deg``."""
+                           samples: int = 201) -> np.ndarray:
+    """Laser command (deg) whose sheet passes through each point (N, 3); NaN where none within ``limits_deg``.
+
+    A coarse grid of commands brackets the crossing, then secant steps on the bracket refine it.
+    """
+    X = np.asarray(X, np.float64).reshape(-1, 3)
     a = np.linspace(limits_deg[0], limits_deg[1], samples)
     n, d = tri.laser.sheets(a)
     f = X @ n.T - d[None, :]  # (N, samples) signed distance to each sheet
-    sgn = np.sign(f)
-    cross = np.diff(sgn, axis=1) != 0
+    cross = np.diff(np.sign(f), axis=1) != 0
     out = np.full(X.shape[0], np.nan)
-    has = cross.any(axis=1)
-    k = np.argmax(cross, axis=1)
-    r = np.flatnonzero(has)
-    f0, f1 = f[r, k[r]], f[r, k[r] + 1]
-    out[r] = a[k[r]] + (a[1] - a[0]) * f0 / (f0 - f1)
+    r = np.flatnonzero(cross.any(axis=1))
+    if r.size == 0:
+        return out
+    k = np.argmax(cross[r], axis=1)
+    lo, hi = a[k], a[k + 1]
+    flo, fhi = f[r, k], f[r, k + 1]
+    Xr = X[r]
+    for _ in range(8):  # regula falsi (Illinois): converges in a few steps on this smooth, monotonic bracket
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.where(fhi != flo, lo - flo * (hi - lo) / (fhi - flo), 0.5 * (lo + hi))
+        nm, dm = tri.laser.sheets(m)
+        fm = np.einsum("ij,ij->i", Xr, nm) - dm
+        left = np.sign(fm) == np.sign(flo)
+        lo, flo, fhi = np.where(left, m, lo), np.where(left, fm, flo), np.where(left, fhi * 0.5, fhi)
+        hi, fhi, flo = np.where(left, hi, m), np.where(left, fhi, fm), np.where(left, flo, flo * 0.5)
+    out[r] = np.where(np.abs(flo) < np.abs(fhi), lo, hi)
     return out
 
 

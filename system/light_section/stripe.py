@@ -2,8 +2,9 @@
 
 Three methods, chosen by ``StripeParams.method``:
 
-* ``centroid``: grey-level centroid of ``I - b`` in a window of ``±window`` px
-  around the profile's maximum, ``b`` the window's minimum. Fastest; biased by
+* ``centroid``: grey-level centroid of ``max(I - b, 0)`` in a window of
+  ``±window`` px around the profile's maximum, ``b`` the brighter of the
+  window's two ends (so a step in the ambient image is no stripe). Fastest; biased by
   saturation and skewed profiles.
 * ``gauss3``: Gaussian three-point fit on the logarithms of the maximum and its
   two neighbours (background-subtracted).
@@ -133,11 +134,15 @@ def extract_stripe(image: np.ndarray, params: StripeParams = StripeParams()) -> 
     w = int(params.window)
     rows = np.arange(L)
     p = np.argmax(P, axis=1)
+    # A saturated plateau: centre the window on it (first and last maximum), when it fits the window.
+    p_last = M - 1 - np.argmax(P[:, ::-1], axis=1)
+    p = np.where(p_last - p <= 2 * w, (p + p_last) // 2, p)
     lo = np.clip(p - w, 0, M - 2 * w - 1) if M > 2 * w + 1 else np.zeros(L, np.int64)
     win_n = min(2 * w + 1, M)
     cols = lo[:, None] + np.arange(win_n)[None, :]
     Wv = P[rows[:, None], cols].astype(np.float32)
-    bg = Wv.min(axis=1)
+    # Background: the brighter end of the window, so an ambient edge (a step, not a peak) reads as weak.
+    bg = np.maximum(Wv[:, 0], Wv[:, -1])
     peak = Wv.max(axis=1) - bg
     flags = np.zeros(L, np.uint8)
     flags[peak < params.min_peak] |= WEAK

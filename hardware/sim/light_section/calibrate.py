@@ -50,12 +50,15 @@ def simulated_laser_observations(scene: LightSectionScene, camera: GalvoCamera, 
     k = 0
     for cd in views:
         o, d = camera.line_of_sight(*cd)
-        for z, tilt in boards:
-            T = board_pose_on_ray(o, d, (z - o[2]) / d[2], tilt)
-            a_c = laser_commands_through(tri, T[:3, 3][None], (-20.0, 20.0))[0]
-            if not np.isfinite(a_c):
-                continue
-            cmds = a_c + np.linspace(-laser_span_deg, laser_span_deg, laser_steps)
+        poses = [board_pose_on_ray(o, d, (z - o[2]) / d[2], tilt) for z, tilt in boards]
+        # One set of commands per view, through the middle board: every command lights every board,
+        # so each command's sheet is seen at several depths (a plane, not just a line).
+        a_c = laser_commands_through(tri, poses[len(poses) // 2][:3, 3][None], (-20.0, 20.0))[0]
+        if not np.isfinite(a_c):
+            bar.update(len(poses))
+            continue
+        cmds = a_c + np.linspace(-laser_span_deg, laser_span_deg, laser_steps)
+        for T in poses:
             for c in capture_board_stripes(camera, scene, cd, T, f"board_{k}", cmds, seed=seed + k):
                 obs.append(StripeObservation(c.laser_deg, c.camera_deg, _extract(c.image, method), c.board_T, c.pose))
             k += 1

@@ -24,7 +24,7 @@ import numpy as np
 from foveate.calibration.light_section.laser_model import DynamicLaser
 from foveate.hardware.sim.light_section.laser import GalvoAngleErrors, SheetState, SimLaserOptics, perturbed_laser
 from foveate.hardware.sim.light_section.render import REF_DISTANCE_MM, SpeckleField, ViewHits, cast_view, sheet_blocks
-from foveate.hardware.sim.light_section.scenes import SCENES, scene_geometry
+from foveate.hardware.sim.light_section.scenes import SCENES, plane_scene, scene_geometry
 from foveate.hardware.sim.light_section.surfaces import SceneGeometry
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ class LightSectionScene:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LightSectionScene":
-        data = dict(data)
-        return cls.from_settings(**data)
+        return cls.from_settings(**dict(data))
 
     def describe(self) -> dict:
         """Exact geometry (mm) plus the true laser model: the ground truth of a scan."""
@@ -230,6 +229,33 @@ class LightSectionReferenceScene(LightSectionScene):
     def from_settings(cls, seed: int = 0, **settings: Any) -> "LightSectionScene":
         settings.setdefault("geometry", "reference")
         return super().from_settings(seed=seed, **settings)
+
+
+class LightSectionSpheresScene(LightSectionScene):
+    """A back plane and nine 50.8 mm spheres over the volume's depth (``sim.scene: light_section_spheres``)."""
+
+    name = "light_section_spheres"
+
+    @classmethod
+    def from_settings(cls, seed: int = 0, **settings: Any) -> "LightSectionScene":
+        settings.setdefault("geometry", "spheres")
+        return super().from_settings(seed=seed, **settings)
+
+
+class LightSectionPlaneScene(LightSectionScene):
+    """One plane at ``z_mm`` turned ``tilt_deg`` about the rig's y axis (``sim.scene: light_section_plane``)."""
+
+    name = "light_section_plane"
+
+    @classmethod
+    def from_settings(cls, seed: int = 0, z_mm: float = 1900.0, tilt_deg: float = 0.0,
+                      **settings: Any) -> "LightSectionScene":
+        settings["geometry"] = "plane"
+        scene = super().from_settings(seed=seed, **settings)
+        scene.geometry = plane_scene(float(z_mm), float(tilt_deg))
+        scene.settings.update(z_mm=float(z_mm), tilt_deg=float(tilt_deg))
+        scene.settings.pop("geometry", None)
+        return scene
 
 
 def with_optics(scene: LightSectionScene, optics: SimLaserOptics) -> LightSectionScene:
