@@ -16,15 +16,13 @@ def galvo():
     g = SerialGalvo("g", ManualClock(), port="galvosim://?noise_deg=0", sync_burst=0, timeout_s=0.02, retries=3)
     g.open()
     yield g
-    g.controller.mute = False
+    _ctl(g).mute = False
     g.close()
 
 
 def _ctl(g):
+    """The simulated controller behind galvosim://."""
     return g.link.port.controller
-
-
-SerialGalvo.controller = property(_ctl)  # test convenience: the simulated controller behind galvosim://
 
 
 @pytest.mark.parametrize("fault, retries, timeouts, crc, stale", [
