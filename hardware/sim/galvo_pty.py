@@ -90,8 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="controller option (ControllerConfig field), e.g. clock_drift_ppm=40")
     args = p.parse_args(argv)
-    options = dict(o.split("=", 1) for o in args.option)
-    server = GalvoPtyServer(config_from_options(options)).start()
+    bad = [o for o in args.option if "=" not in o]
+    if bad:
+        p.error(f"--option {bad[0]!r}: expected KEY=VALUE")
+    try:
+        config = config_from_options(dict(o.split("=", 1) for o in args.option))
+    except ValueError as exc:
+        p.error(str(exc))
+    server = GalvoPtyServer(config).start()
     print(server.path, flush=True)
     try:
         sys.stdin.read()  # serve until the parent closes our stdin
