@@ -330,6 +330,9 @@ class SerialGalvo(Galvo):
         self.sync_burst = int(sync_burst)
         self._trigger_next = False
         self._last_codes: tuple[int, int] | None = None
+        self._trigger_count: int | None = None
+        self._trigger_host_ns: list[int] = []
+        self.triggers_unseen = 0
         # Every commandable angle must have a DAC code (the park position lies inside the limits).
         for axis, (lo, hi) in enumerate(self.limits_deg):
             for v in (lo, hi):
@@ -436,7 +439,27 @@ class SerialGalvo(Galvo):
         reply, t0, t1 = self.link.transact(Command.READ_STATUS)
         st = ControllerStatus.unpack(reply)
         self._last_stamp = (self.link.stamp(st.timestamp_us, t0, t1, *self.link.last_sizes), t0, t1)
+        self._note_triggers(st)
         return st
+
+    def _note_triggers(self, st: ControllerStatus) -> None:
+        """Record the latest trigger pulse on the host clock whenever the count moved (see ``trigger_times_ns``)."""
+        if self._trigger_count is None:  # first look: pulses from before this session are not ours
+            self._trigger_count = st.trigger_count
+            return
+        new = (st.trigger_count - self._trigger_count) & 0xFFFFFFFF
+        if new == 0:
+            return
+        self._trigger_count = st.trigger_count
+        self.triggers_unseen += new - 1  # pulses that came and went between two status reads
+        device_ns = self.link.device_ns_of(st.trigger_timestamp_us)
+        self._trigger_host_ns.append(int(self.link.sync.to_host_ns(device_ns)))
+
+    def trigger_times_ns(self) -> list[int]:
+        """Host-clock times of the trigger pulses seen in status reads (read status after each triggered move
+        to see every pulse; ``triggers_unseen`` counts the others). Pair them with an event camera's
+        ``trigger_times_ns()`` using ``foveate.system.timesync.match_triggers``."""
+        return list(self._trigger_host_ns)
 
     def _do_position(self) -> GalvoState:
         st = self.read_status()

@@ -1,5 +1,6 @@
 """The serial galvo and laser over ``galvosim://`` on the simulated clock: conformance, time model, trigger, slew, sync."""
 
+import numpy as np
 import pytest
 
 from foveate.drivers.serial_galvo import SerialGalvo
@@ -138,3 +139,25 @@ def test_sim_serial_rig_opens_and_shares_one_controller():
         st = rig.status()
     assert st["devices"]["galvo"]["sync"]["samples"] > 0
     assert not laser.is_on and not galvo.is_open
+
+
+def test_trigger_history_on_the_host_clock():
+    clock = ManualClock()
+    g = SerialGalvo("g", clock, port="galvosim://?noise_deg=0&clock_drift_ppm=60&clock_offset_us=1000",
+                    trigger={"mode": "every", "delay_us": 30}, sync_burst=4)
+    with g:
+        ctl = g.link.port.controller
+        for k in range(40):
+            g.move_to(0.05 * (k % 9), -0.03 * (k % 5))
+            g.wait_settled(0.1)  # polls status until in position ...
+            clock.sleep_s(0.0002)
+            g.position()  # ... and once more after the pulse
+        g.move_to(1.0, 1.0)
+        clock.sleep_s(0.01)
+        g.move_to(1.5, 1.0)
+        clock.sleep_s(0.01)
+        g.position()
+    truth = [p.t_ns for p in ctl.trigger_pulses]
+    got = g.trigger_times_ns()
+    assert len(truth) == 42 and len(got) == 41 and g.triggers_unseen == 1
+    assert np.allclose(got[:40], truth[:40], atol=3_000)
