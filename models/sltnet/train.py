@@ -134,6 +134,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
         n_batches = min(n_batches, settings.max_batches_per_epoch)
     t_start = time.perf_counter()
     entry: dict = history[-1] if history else {}
+    t_before = float(entry.get("elapsed_s", 0.0))  # training time of the runs this one resumes
     for epoch in range(start_epoch, settings.epochs):
         model.train()
         rng = _rng_for(settings.seed, epoch)
@@ -154,7 +155,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
         bar.close()
         sched.step()
         entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": sched.get_last_lr()[0],
-                 "elapsed_s": round(time.perf_counter() - t_start, 1)}
+                 "elapsed_s": round(t_before + time.perf_counter() - t_start, 1)}
         if val_set is not None and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs):
             metrics = evaluate(torch_predict(model), val_set, config.classes, settings.batch_size, progress)
             entry.update(val_miou=metrics["miou"], val_pixel_accuracy=metrics["pixel_accuracy"],
@@ -182,6 +183,7 @@ def _card(config: SLTNetConfig, settings: TrainSettings, entry: dict) -> dict:
         "config": config.as_dict(),
         "training": {k: v for k, v in asdict(settings).items() if k != "extra"} | settings.extra,
         "epoch": entry.get("epoch"),
+        "training_time_s": entry.get("elapsed_s"),
         "metrics": {k: entry[k] for k in ("val_miou", "val_pixel_accuracy", "val_per_class_iou", "train_loss")
                     if k in entry},
         "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -149,3 +151,19 @@ def test_segmenter_fits_the_run_loop_protocol(small_cfg, calibrate):
     prob = seg.segment_events(EventPacket(ev, (200, 150), 0, 50_000))
     assert prob.shape == (6, 150, 200) and prob.dtype == np.float32
     assert np.allclose(prob[:, :140].sum(0), 1.0, atol=1e-5) and np.all(prob[:, 140:] == 0)
+
+
+def test_onnx_export_with_more_time_steps(small_cfg, calibrate):
+    cfg = small_cfg.with_(height=32, width=48)
+    model = calibrate(cfg)
+    runner = OnnxRunner(export_onnx(model, time_steps=3))
+    assert runner.config.time_steps == 3
+    x = np.random.default_rng(1).normal(size=(1, 5, 32, 48)).astype(np.float32)
+    model3 = copy.deepcopy(model)  # same weights, T=3
+    model3.config = cfg.with_(time_steps=3)
+    with torch.no_grad():
+        ref = model3(torch.from_numpy(x)).numpy()
+        ref1 = model(torch.from_numpy(x)).numpy()
+    got = runner.logits(x)
+    np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
+    assert not np.allclose(got, ref1, atol=1e-3)
