@@ -23,6 +23,7 @@ import math
 import threading
 from typing import Any, Literal
 
+import numpy as np
 import serial
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -331,7 +332,7 @@ class SerialGalvo(Galvo):
         self._trigger_next = False
         self._last_codes: tuple[int, int] | None = None
         self._trigger_count: int | None = None
-        self._trigger_host_ns: list[int] = []
+        self._trigger_device_ns: list[int] = []
         self.triggers_unseen = 0
         # Every commandable angle must have a DAC code (the park position lies inside the limits).
         for axis, (lo, hi) in enumerate(self.limits_deg):
@@ -452,14 +453,18 @@ class SerialGalvo(Galvo):
             return
         self._trigger_count = st.trigger_count
         self.triggers_unseen += new - 1  # pulses that came and went between two status reads
-        device_ns = self.link.device_ns_of(st.trigger_timestamp_us)
-        self._trigger_host_ns.append(int(self.link.sync.to_host_ns(device_ns)))
+        self._trigger_device_ns.append(self.link.device_ns_of(st.trigger_timestamp_us))
 
     def trigger_times_ns(self) -> list[int]:
-        """Host-clock times of the trigger pulses seen in status reads (read status after each triggered move
-        to see every pulse; ``triggers_unseen`` counts the others). Pair them with an event camera's
-        ``trigger_times_ns()`` using ``foveate.system.timesync.match_triggers``."""
-        return list(self._trigger_host_ns)
+        """Host-clock times of the trigger pulses seen in status reads, mapped with the current clock fit.
+
+        Read status after each triggered move to see every pulse (``triggers_unseen`` counts the others).
+        Pair them with an event camera's ``trigger_times_ns()`` using ``foveate.system.timesync.match_triggers``.
+        """
+        if not self._trigger_device_ns:
+            return []
+        fit = self.link.sync.refit()
+        return [int(v) for v in fit.to_host_ns(np.array(self._trigger_device_ns, dtype=np.float64))]
 
     def _do_position(self) -> GalvoState:
         st = self.read_status()

@@ -64,13 +64,13 @@ class _LiveEventCamera(EventCamera):
 
     def trigger_times_ns(self) -> list[int]:
         """Host-clock times of the external-trigger rising edges seen so far."""
-        return list(self._stream.trigger_host_ns) if self._stream else []
+        return self._stream.trigger_times_ns() if self._stream else []
 
     def _do_status(self) -> dict[str, Any]:
         out = super()._do_status()
         s = self._stream
         out.update({"camera": self.camera or "(first found)", "late_events": s.late_events,
-                    "triggers": len(s.trigger_host_ns), "sync": s.sync.summary()})
+                    "triggers": len(s.trigger_device_us), "sync": s.sync.summary()})
         return out
 
 

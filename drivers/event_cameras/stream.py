@@ -14,8 +14,9 @@ batches some time later. ``DeviceEventStream``:
   in flight. An event that arrives later than the margin allowed is put at
   the packet start and counted in ``late_events`` (raise ``margin_s`` if it
   grows);
-* keeps external-trigger times (rising edges) on the host clock for
-  hardware-trigger alignment (``foveate.system.timesync.match_triggers``).
+* keeps external-trigger times (rising edges) and maps them to the host
+  clock on request with the latest fit, for hardware-trigger alignment
+  (``foveate.system.timesync.match_triggers``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class DeviceEventStream:
         self._cursor_us: int | None = None
         self.late_events = 0
         self.out_of_sensor = 0
-        self.trigger_host_ns: list[int] = []
+        self.trigger_device_us: list[int] = []
 
     def start(self) -> None:
         self._cursor_us = self.clock.now_us()
@@ -73,8 +74,14 @@ class DeviceEventStream:
         t = np.asarray(t_device_us, dtype=np.int64)
         if rising is not None:
             t = t[np.asarray(rising).astype(bool)]
-        if t.size and self.sync.n_samples:
-            self.trigger_host_ns += [int(v) * 1000 for v in self._to_host_us(t)]
+        self.trigger_device_us += [int(v) for v in t]
+
+    def trigger_times_ns(self) -> list[int]:
+        """External-trigger rising edges on the host clock, mapped with the current (latest) clock fit."""
+        if not self.trigger_device_us or not self.sync.n_samples:
+            return []
+        self.sync.refit()
+        return [int(v) * 1000 for v in self._to_host_us(np.array(self.trigger_device_us, dtype=np.int64))]
 
     def packet(self) -> EventPacket:
         """Everything since the previous packet up to ``now - margin``."""
