@@ -123,5 +123,3 @@ def test_replay_refuses_without_weights(tmp_path, monkeypatch, capsys):
     src = _event_file(tmp_path / "rec.npy", seconds=0.01)
     assert main(["replay", str(src), "--out", str(tmp_path / "o")]) == 2
     assert "no trained SLTNet weights" in capsys.readouterr().err
-    assert main(["replay", str(tmp_path)]) == 2
-    assert "not supported yet" in capsys.readouterr().err
