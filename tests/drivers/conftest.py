@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from serial.serialutil import SerialBase
@@ -86,8 +88,30 @@ def expected_protocol(cls, pairs, **kwargs):
     port.check_done()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SPY_LINE = re.compile(r"^\d+\.\d+ (TX|RX)\s+[0-9A-F]{4}  (.{1,49})")
+
+
+def load_spy_trace(path: str | Path) -> list[tuple[bytes, bytes]]:
+    """``(request, reply)`` pairs from a hex dump written by pyserial's ``spy://`` (one TX run, then its RX)."""
+    pairs: list[list[bytearray]] = []
+    for raw in Path(path).read_text().splitlines():
+        m = _SPY_LINE.match(_ANSI.sub("", raw))
+        if not m:
+            continue  # reset_input_buffer and other control lines
+        data = bytes.fromhex(m.group(2))
+        if m.group(1) == "TX":
+            if not pairs or pairs[-1][1]:
+                pairs.append([bytearray(), bytearray()])
+            pairs[-1][0] += data
+        elif pairs:
+            pairs[-1][1] += data
+    return [(bytes(a), bytes(b)) for a, b in pairs]
+
+
 @pytest.fixture
 def scripted():
-    """``expected_protocol`` (call it as a context manager); ``scripted.port`` is the ``ScriptedPort`` class."""
+    """``expected_protocol`` (a context manager); ``scripted.port`` is ``ScriptedPort``, ``scripted.trace`` loads a spy:// trace."""
     expected_protocol.port = ScriptedPort
+    expected_protocol.trace = load_spy_trace
     return expected_protocol

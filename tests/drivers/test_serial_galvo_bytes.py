@@ -124,3 +124,19 @@ def test_wrong_protocol_version_is_refused(scripted):
     with pytest.raises(DeviceError, match="protocol version 9"):
         g.open()
     assert not g.is_open
+
+
+def test_recorded_spy_trace_replays_byte_for_byte(scripted):
+    """A session recorded through spy:// (against the simulated controller on a pty: open, move, read, park,
+    close) replays in CI without any port: the driver must send exactly the recorded bytes. Record your own
+    controller the same way: port: spy:///dev/ttyACM0?file=session.spy."""
+    from pathlib import Path
+
+    pairs = scripted.trace(Path(__file__).parent / "data" / "galvo_session.spy")
+    assert len(pairs) == 15 and pairs[0][0] == bytes.fromhex(IDENTIFY[0])  # 10 to open, 3 used, 2 to close
+    with scripted(SerialGalvo, pairs, sync_burst=0, watchdog_ms=100) as g:
+        g.move_to(1.0, -0.5)
+        st = g.position()
+        g.park()
+    assert st.commanded_deg == (1.0, -0.5)
+    assert g.link.counters["retries"] == 0

@@ -90,7 +90,7 @@ def test_silent_controller_over_pty_times_out_quickly(server):
 
 def test_spy_url_captures_the_traffic(server, tmp_path):
     log = tmp_path / "trace.txt"
-    g = SerialGalvo("galvo", MonotonicClock(), port=f"spy://{server.path}?file={log}&color=false", sync_burst=0)
+    g = SerialGalvo("galvo", MonotonicClock(), port=f"spy://{server.path}?file={log}", sync_burst=0)
     with g:
         g.move_to(1.0, -0.5)
     text = log.read_text()
