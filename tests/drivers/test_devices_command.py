@@ -52,3 +52,29 @@ def test_live_example_without_hardware_fails_with_one_clear_line(capsys, tmp_pat
     assert main(["devices", "--config", str(rig)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("foveate: error: /dev/ttyACM-missing: cannot open the galvo controller's port")
+
+
+def test_galvo_sim_command_serves_a_pty(capsys):
+    import threading
+
+    from foveate.drivers.serial_galvo import SerialGalvo
+    from foveate.system.clock import MonotonicClock
+    from foveate.tools.commands import galvo_sim
+
+    result = {}
+    th = threading.Thread(target=lambda: result.setdefault(
+        "rc", galvo_sim.run(argparse.Namespace(option=["seed=4"], seconds=1.5))))
+    th.start()
+    for _ in range(100):
+        out = capsys.readouterr().out
+        if "/dev/pts/" in out:
+            break
+        th.join(0.02)
+    path = out.split(" on ")[1].split()[0]
+    with SerialGalvo("g", MonotonicClock(), port=path, sync_burst=1) as g:
+        g.move_to(0.5, 0.5)
+    th.join(5)
+    assert result["rc"] == 0
+    assert "served" in capsys.readouterr().out
+    with pytest.raises(Exception, match="expected KEY=VALUE"):
+        galvo_sim.run(argparse.Namespace(option=["seed"], seconds=0.1))
