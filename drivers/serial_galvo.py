@@ -34,7 +34,6 @@ from foveate.drivers.galvo_protocol import (
     OVERHEAD,
     PROTOCOL_VERSION,
     REPLY_BIT,
-    SET_AUX,
     SET_LIMITS,
     SET_PARK,
     SET_POSITION,
