@@ -12,11 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from foveate.system.errors import ConfigError
 
-#: Default F(segmentation class, target class): how likely a target of each class stands on/in a region
-#: of each segmentation class (DDD17's six classes). A region labelled as the target's own class scores 1.
+#: Default F(segmentation class, target class): how likely a pixel of each segmentation class (DDD17's six
+#: classes) shows a target of each class. A pixel labelled as the target's own class scores 1; ground scores
+#: about the share of ground that targets cover (so a footprint of bare ground is worth far less than one
+#: with a target in it), sky almost nothing.
 DEFAULT_PRIOR: dict[str, dict[str, float]] = {
-    "human": {"flat": 0.03, "construction+sky": 0.002, "object": 0.01, "nature": 0.005, "human": 1.0, "vehicle": 0.05},
-    "vehicle": {"flat": 0.03, "construction+sky": 0.001, "object": 0.005, "nature": 0.002, "human": 0.05, "vehicle": 1.0},
+    "human": {"flat": 0.005, "construction+sky": 0.0002, "object": 0.002, "nature": 0.001, "human": 1.0, "vehicle": 0.05},
+    "vehicle": {"flat": 0.005, "construction+sky": 0.0001, "object": 0.001, "nature": 0.0005, "human": 0.05, "vehicle": 1.0},
 }
 
 
@@ -30,8 +32,8 @@ class PPMSettings(_Strict):
     source: Literal["auto", "events", "frames"] = "auto"
     prior: dict[str, dict[str, float]] = Field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_PRIOR.items()},
                                                description="F(class, target): target -> {segmentation class: weight}")
-    visit_floor: float = Field(0.03, ge=0, le=1, description="map weight left in a region just searched")
-    visit_return_s: float = Field(0.6, gt=0, description="time constant of mass returning to a searched region")
+    visit_floor: float = Field(0.1, ge=0, le=1, description="map weight left in a region just searched")
+    visit_return_s: float = Field(0.4, gt=0, description="time constant of mass returning to a searched region")
     track_explain: float = Field(0.95, ge=0, le=1, description="share of map mass a confirmed track explains")
     evidence_weight: float = Field(0.5, ge=0, description="peak weight of a tentative/lost track's Gaussian evidence")
 
@@ -43,9 +45,9 @@ class PlannerSettings(_Strict):
     sharpness: float = Field(4.0, gt=0, description="views are drawn with probability ~ mass^sharpness")
     min_value_frac: float = Field(0.1, ge=0, lt=1, description="candidates worth less than this share of the best are not drawn")
     overlap: float = Field(0.15, ge=0, lt=1, description="allowed footprint overlap between views of one round")
-    revisit_sigma_frac: float = Field(0.35, gt=0, description="revisit a track once its 1-sigma exceeds this share of the half footprint")
-    revisit_max_s: float = Field(0.25, gt=0, description="revisit a confirmed track at least this often")
-    max_revisit_share: float = Field(0.5, gt=0, le=1, description="at most this share of a round goes to revisits")
+    revisit_sigma_frac: float = Field(0.6, gt=0, description="revisit a track once its 1-sigma exceeds this share of the half footprint")
+    revisit_max_s: float = Field(0.5, gt=0, description="revisit a confirmed track at least this often")
+    max_revisit_share: float = Field(0.35, gt=0, le=1, description="at most this share of a round goes to revisits")
     window_sigma: float = Field(2.0, gt=0, description="sampling window of a track = this many sigma of its prediction")
     max_window_views: int = Field(2, ge=1, description="views spent on one uncertain track per round")
     two_opt: bool = True
