@@ -74,6 +74,8 @@ class RawReader(EventReader):
         total = os.path.getsize(self.path) - self._data_offset
         n_words_total = total // wsize
         tail = total - n_words_total * wsize
+        if tail:  # checked first: no decoding of a file that will be refused
+            self._truncated(self._data_offset + n_words_total * wsize, tail, f"{8 * wsize}-bit word")
         state = np.zeros(self.n_state, np.int64)
         cnt = np.zeros(N_COUNTERS, np.int64)
         cnt[CNT_FIRST_UNKNOWN] = -1
@@ -122,8 +124,6 @@ class RawReader(EventReader):
         self.stats.events_before_time_base += int(cnt[CNT_BEFORE_TB])
         self._trig_parts = trig_parts
         self.stats.triggers = sum(len(p) for p in trig_parts)
-        if tail:
-            self._truncated(self._data_offset + n_words_total * wsize, tail, f"{8 * wsize}-bit word")
 
     def triggers(self) -> np.ndarray:
         """External trigger events of the whole file (decodes it once if not yet read)."""

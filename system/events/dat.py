@@ -97,6 +97,8 @@ class DatReader(EventReader):
         return self._n
 
     def _iter_raw(self, whole: bool = False) -> Iterator[np.ndarray]:
+        if self._tail:  # checked first: no decoding of a file that will be refused
+            self._truncated(self._data_offset + self._n * 8, self._tail, "8-byte record")
         st = np.zeros(3, np.int64)
         step = max(self._n, 1) if whole else min(self.chunk_events, BLOCK_RECORDS)
         with open(self.path, "rb") as f:
@@ -114,8 +116,6 @@ class DatReader(EventReader):
                     out["t"] += self._t0
                 done += count
                 yield out
-        if self._tail:
-            self._truncated(self._data_offset + self._n * 8, self._tail, "8-byte record")
 
 
 class DatWriter(EventWriter):
