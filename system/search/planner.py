@@ -235,17 +235,26 @@ class ProbabilityPlanner(Planner):
                 value[rows, cols] = 0.0
             value[value < max(s.min_value_frac, 1e-6) * max(float(value.max()), 1e-30)] = 0.0
             w = np.power(np.clip(value, 0, None).astype(np.float64), s.sharpness)
+            flat = w.ravel()
+            cs = None
+            draws: list[int] = []
             while len(views) < s.batch_views:
-                flat = w.ravel()
                 if s.sampling == "greedy":
                     idx = int(np.argmax(flat))
                     if not flat[idx] > 0:
                         break
                 else:
-                    cs = np.cumsum(flat)
-                    if not cs[-1] > 0:
-                        break
-                    idx = int(min(np.searchsorted(cs, self.rng.random() * cs[-1], side="right"), flat.size - 1))
+                    # Draws from the weights of the round's start, rejecting suppressed ones: the same
+                    # distribution as drawing afresh from what is left, with one cumulative sum per round.
+                    if not draws:
+                        cs = np.cumsum(flat)
+                        if not cs[-1] > 0:
+                            break
+                        u = self.rng.random(4 * s.batch_views) * cs[-1]
+                        draws = list(np.minimum(np.searchsorted(cs, u, side="right"), flat.size - 1))
+                    idx = int(draws.pop(0))
+                    if not flat[idx] > 0:
+                        continue
                 i, j = divmod(idx, grid.shape[1])
                 c = (float(grid.xs[j]), float(grid.ys[i]))
                 views.append(View(self.clip(*c), "explore"))

@@ -143,7 +143,8 @@ class ProbabilityMap:
 
     def mass(self, t_ns: int, tracks=(), footprint_half=(0.8, 0.8)) -> np.ndarray:
         """The map at ``t_ns`` given the tracker's tracks (objects with ``predict(t_ns)`` and ``confirmed``)."""
-        m = self.prior * self.visited_factor(t_ns)
+        vf = self.visited_factor(t_ns)
+        m = self.prior * vf
         if not tracks:
             return m.astype(np.float32)
         explained = np.zeros_like(m)
@@ -165,4 +166,4 @@ class ProbabilityMap:
                 explained[rows, cols] = np.maximum(explained[rows, cols], self.settings.track_explain * g)
             else:
                 evidence[rows, cols] += self.settings.evidence_weight * g
-        return (m * (1.0 - explained) + evidence * self.visited_factor(t_ns)).astype(np.float32)
+        return (m * (1.0 - explained) + evidence * vf).astype(np.float32)

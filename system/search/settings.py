@@ -78,6 +78,7 @@ class StageSettings(_Strict):
     queue: int = Field(2, ge=1, description="bounded input queue of the stage")
     drop: Literal["oldest", "newest"] = Field("oldest", description="when full: drop the oldest waiting item (newest wins) or refuse the new one")
     latency_s: float | None = Field(None, ge=0, description="simulated clock: time the stage takes (None: measured compute time)")
+    parallel: bool = Field(False, description="simulated clock, fixed latency: compute in a worker thread (a second core)")
 
 
 class SchedulerSettings(_Strict):
@@ -85,7 +86,7 @@ class SchedulerSettings(_Strict):
     settle_timeout_s: float = Field(0.05, gt=0)
     deadline_s: float = Field(1 / 120, gt=0, description="a frame's detections are due this long after its exposure")
     wide_hz: float | None = Field(None, gt=0, description="wide-camera reads per second (None: its frame rate)")
-    detect: StageSettings = StageSettings(latency_s=0.002)
+    detect: StageSettings = StageSettings(latency_s=0.002, parallel=True)
     segment: StageSettings = StageSettings(queue=1, latency_s=0.01)
 
 

@@ -91,9 +91,18 @@ class Stage(ABC):
 
 
 class SimulatedStage(Stage):
-    def __init__(self, *args, latency_s: float | None = None, **kw) -> None:
+    """See the module docstring. ``parallel`` (needs a fixed ``latency_s``): the work runs in a worker
+    thread from its start time and is collected at its finish time, so the loop and the model use two
+    cores while results still arrive at the same simulated times (deterministic for pure models)."""
+
+    def __init__(self, *args, latency_s: float | None = None, parallel: bool = False, **kw) -> None:
         super().__init__(*args, **kw)
         self.latency_s = latency_s
+        self._pool = None
+        if parallel and latency_s is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stage-{self.name}")
         self._queue: collections.deque = collections.deque()
         self._running: Done | None = None
         self._free_ns = 0
@@ -121,6 +130,7 @@ class SimulatedStage(Stage):
             if self._running is not None:
                 if self._running.done_ns > now:
                     break
+                self._resolve(self._running)
                 out.append(self._account(self._running))
                 self._free_ns = self._running.done_ns
                 self._running = None
@@ -131,9 +141,18 @@ class SimulatedStage(Stage):
             if start > now:
                 break
             self._queue.popleft()
+            if self._pool is not None:
+                fut = self._pool.submit(self._run, item)
+                self._running = Done(item, fut, sub, start, start + int(round(self.latency_s * 1e9)), 0.0)
+                continue
             result, dt = self._run(item)
             lat = dt if self.latency_s is None else self.latency_s
             self._running = Done(item, result, sub, start, start + int(round(lat * 1e9)), dt)
+
+    def _resolve(self, d: Done) -> None:
+        """Wait for a parallel item's result (it is due now on the simulated clock)."""
+        if self._pool is not None and hasattr(d.result, "result"):
+            d.result, d.compute_s = d.result.result()
 
     def poll(self) -> list[Done]:
         self._advance(self.clock.now_ns())
@@ -143,10 +162,13 @@ class SimulatedStage(Stage):
     def close(self) -> list[Done]:
         out = self.poll()
         if self._running is not None:
+            self._resolve(self._running)
             out.append(self._account(self._running))
             self._running = None
         self.dropped += len(self._queue)
         self._queue.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         return out
 
 
@@ -222,5 +244,7 @@ class ThreadedStage(Stage):
 
 def make_stage(name: str, fn, clock: Clock, settings, hist: Histograms) -> Stage:
     """Simulated-time stage on a simulated clock, a worker thread on a real one."""
-    cls = SimulatedStage if clock.simulated else ThreadedStage
-    return cls(name, fn, clock, queue=settings.queue, drop=settings.drop, hist=hist, latency_s=settings.latency_s)
+    if clock.simulated:
+        return SimulatedStage(name, fn, clock, queue=settings.queue, drop=settings.drop, hist=hist,
+                              latency_s=settings.latency_s, parallel=settings.parallel)
+    return ThreadedStage(name, fn, clock, queue=settings.queue, drop=settings.drop, hist=hist)

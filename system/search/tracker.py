@@ -77,6 +77,9 @@ def to_measurements(detections: list[Detection], geometry, cmd, t_ns: int, galvo
 
 @dataclass
 class Track:
+    """One target's filter state; ``x`` and ``P`` are replaced on update, never changed in place
+    (``predict`` caches its result per time and state object)."""
+
     id: int
     cls: int
     label: str
@@ -94,11 +97,18 @@ class Track:
     size_deg: tuple[float, float] = (0.0, 0.0)
     history: list = field(default_factory=list)
 
+    _cache: tuple | None = None
+
     def predict(self, t_ns: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (4,) and covariance (4, 4) at ``t_ns`` (no state change)."""
+        """Mean (4,) and covariance (4, 4) at ``t_ns`` (no state change; cached per time and state)."""
+        c = self._cache
+        if c is not None and c[0] == t_ns and c[1] is self.x and c[2] is self.P:
+            return c[3], c[4]
         dt = max(0.0, (t_ns - self.t_ns) * 1e-9)
         F = _F(dt)
-        return F @ self.x, F @ self.P @ F.T + _Q(dt, self.q)
+        x, P = F @ self.x, F @ self.P @ F.T + _Q(dt, self.q)
+        self._cache = (t_ns, self.x, self.P, x, P)
+        return x, P
 
     def sigma_deg(self, t_ns: int) -> float:
         """Largest 1-sigma of the predicted position."""
@@ -119,14 +129,20 @@ class Track:
 
 
 def _F(dt: float) -> np.ndarray:
-    F = np.eye(4)
-    F[0, 2] = F[1, 3] = dt
-    return F
+    return np.array([[1.0, 0, dt, 0], [0, 1.0, 0, dt], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
 
 
 def _Q(dt: float, q: float) -> np.ndarray:
-    a, b, c = dt**3 / 3, dt**2 / 2, dt
-    return q * np.array([[a, 0, b, 0], [0, a, 0, b], [b, 0, c, 0], [0, b, 0, c]])
+    a, b, c = q * dt**3 / 3, q * dt**2 / 2, q * dt
+    return np.array([[a, 0, b, 0], [0, a, 0, b], [b, 0, c, 0], [0, b, 0, c]])
+
+
+def _mahalanobis2(d: np.ndarray, S: np.ndarray) -> float:
+    """d^T S^-1 d for a 2-vector and a 2x2 covariance (closed form)."""
+    det = S[0, 0] * S[1, 1] - S[0, 1] * S[1, 0]
+    if not det > 0:
+        return float("inf")
+    return float((S[1, 1] * d[0] * d[0] - (S[0, 1] + S[1, 0]) * d[0] * d[1] + S[0, 0] * d[1] * d[1]) / det)
 
 
 _H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
@@ -196,9 +212,10 @@ class Tracker:
                 for b, m in enumerate(measurements):
                     if m.cls != tr.cls:
                         continue
-                    S = P[:2, :2] + m.R
                     d = m.z - mu[:2]
-                    q = float(d @ np.linalg.solve(S, d))
+                    if abs(d[0]) > 3.0 or abs(d[1]) > 3.0:
+                        continue
+                    q = _mahalanobis2(d, P[:2, :2] + m.R)
                     if q <= s.gate_chi2:
                         cost[a, b] = q
             rows, cols = linear_sum_assignment(cost)
@@ -220,7 +237,8 @@ class Tracker:
                 tr.misses += 1
                 tr.last_look_ns = t_ns
                 missed.append(tr.id)
-        self._merge(t_ns)
+        if matched or new:
+            self._merge(t_ns)
         self.prune(t_ns)
         return {"matched": matched, "new": new, "missed": missed}
 
@@ -240,7 +258,7 @@ class Tracker:
                 d = mu[:2] - mk[:2]
                 if abs(d[0]) > 1.0 or abs(d[1]) > 1.0:
                     continue
-                if float(d @ np.linalg.solve(P[:2, :2] + Pk[:2, :2], d)) <= self.settings.merge_chi2:
+                if _mahalanobis2(d, P[:2, :2] + Pk[:2, :2]) <= self.settings.merge_chi2:
                     dup = k
                     break
             if dup is None:

@@ -128,7 +128,9 @@ def test_adaptive_sampling_range_one_view_for_a_sure_track_a_tiling_for_an_unsur
     ctx = PlanContext(0, (0.0, 0.0), None, tr, (0.64, 0.64))
     views = planner._revisit_views(ctx, 6)
     assert len(views) == 1 and views[0].cmd == pytest.approx((2.0, -3.0))
-    tr.tracks[0].P[:2, :2] = np.eye(2) * 1.0**2  # lost: 1 deg sigma
+    P = tr.tracks[0].P.copy()
+    P[:2, :2] = np.eye(2) * 1.0**2  # lost: 1 deg sigma
+    tr.tracks[0].P = P
     views = planner._revisit_views(ctx, 6)
     assert len(views) == s.max_window_views
     assert len({v.cmd for v in views}) == len(views)
