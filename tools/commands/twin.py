@@ -34,87 +34,102 @@ def world_panorama(scene, t_s: float, extent_deg=(-36.0, 36.0, -26.0, 26.0), ste
     return inten, labels, ids, views, (az0, el1, step_deg)
 
 
-def run(args) -> int:
+def twin_picture(rig, out_path: Path, events_ms: float = 30.0) -> dict:
+    """Write the side-by-side picture of an open simulated rig to ``out_path``; returns facts about it.
+
+    Panels: the world panorama (targets boxed) and its ground-truth classes, then the wide
+    camera (ground-truth boxes), the last ``events_ms`` of events, and the search camera aimed
+    at the nearest reachable target through the twin's true galvo geometry. Moves the search
+    galvo and advances the rig clock by a little more than ``events_ms``.
+    """
     from foveate.hardware.sim.optics import aim_commands
     from foveate.hardware.sim.panorama import PanoramaScene
     from foveate.hardware.sim.twin import Twin
     from foveate.system.imaging import draw_boxes, events_to_image, label_panel, labels_to_image, side_by_side
+
+    twin = rig.context.shared.get("sim.twin")
+    if not isinstance(twin, Twin):
+        raise ConfigError(f"{rig.config.source}: no simulated devices: the twin picture needs a rig with sim backends")
+    info: dict = {"rig": rig.config.name, "scene": getattr(twin.scene, "name", "?")}
+    clock = rig.clock
+    rows = []
+    t_s = clock.now_s()
+    top = []
+    if isinstance(twin.scene, PanoramaScene):
+        inten, labels, ids, views, (az0, el1, step) = world_panorama(twin.scene, t_s)
+        boxes = []
+        for v in views:
+            if np.any(ids == v.id + 1):
+                boxes.append({"box": ((v.az_lo - az0) / step, (el1 - v.el_hi) / step,
+                                      (v.az_hi - az0) / step, (el1 - v.el_lo) / step)})
+        pano = (np.clip(inten, 0, 1) * 255).astype(np.uint8)
+        top.append(label_panel(draw_boxes(pano, boxes, (0, 200, 255)), f"world panorama ({twin.scene.name}, "
+                               f"{len(twin.scene.targets)} targets, {len(boxes)} in view)", 330))
+        top.append(label_panel(labels_to_image(labels), "world: ground-truth classes (DDD17 six)", 330))
+        info["targets"] = len(twin.scene.targets)
+    bottom = []
+    wide = rig.role("wide_camera") if rig.has_role("wide_camera") else None
+    events = rig.role("wide_events") if rig.has_role("wide_events") else None
+    galvo = rig.role("search_galvo") if rig.has_role("search_galvo") else None
+    search = rig.role("search_camera") if rig.has_role("search_camera") else None
+    if events is not None:
+        events.read()  # start a fresh window
+    if wide is not None:
+        f = wide.read()
+        bottom.append(label_panel(draw_boxes(f.image, f.meta.get("boxes", ())), "wide camera (ground-truth boxes)", 300))
+    if events is not None:
+        clock.sleep_s(events_ms * 1e-3)
+        p = events.read()
+        bottom.append(label_panel(events_to_image(p), f"events, last {events_ms:g} ms ({len(p)})", 300))
+        info["events_in_window"] = len(p)
+    if galvo is not None and search is not None and hasattr(search, "true_galvo_camera"):
+        gcam = twin.galvo_camera(search.name)
+        dirs = twin.target_directions(clock.now_s())
+        views = getattr(twin.scene, "target_views", lambda t: [])(clock.now_s())
+        (x0, x1), (y0, y1) = galvo.limits_deg
+        aimed = None
+        for v in sorted(views, key=lambda v: v.dist_m):
+            try:
+                tx, ty = aim_commands(gcam, dirs[v.id])
+            except ValueError:
+                continue
+            if x0 <= tx <= x1 and y0 <= ty <= y1:
+                aimed = (v, tx, ty)
+                break
+        if aimed is not None:
+            galvo.move_to(aimed[1], aimed[2])
+            galvo.wait_settled(timeout_s=0.1)
+        f = search.read()
+        title = f"search view ({aimed[0].class_name} {aimed[0].id} at {aimed[0].dist_m:.0f} m)" if aimed else "search view"
+        bottom.append(label_panel(draw_boxes(f.image, f.meta.get("boxes", ())), title, 300))
+    if top:
+        rows.append(side_by_side(top))
+    if bottom:
+        rows.append(side_by_side(bottom))
+    if not rows:
+        raise ConfigError(f"{rig.config.source}: nothing to draw (no panorama scene and no cameras)")
+    width = max(r.shape[1] for r in rows)
+    rows = [np.hstack([r, np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)]) for r in rows]
+    picture = np.vstack([np.vstack([r, np.full((8, width, 3), 255, np.uint8)]) for r in rows])
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out_path), picture)
+    return info
+
+
+def run(args) -> int:
     from foveate.system.rig import Rig
 
     if not args.seconds >= 0 or not args.events_ms > 0:
         raise ConfigError("foveate twin: --seconds must be >= 0 and --events-ms > 0")
     rig = Rig.from_file(args.config)
-    twin = rig.context.shared.get("sim.twin")
-    if not isinstance(twin, Twin):
-        raise ConfigError(f"{rig.config.source}: no simulated devices: 'foveate twin' needs a rig with sim backends")
-    args.out.mkdir(parents=True, exist_ok=True)
-    info: dict = {"rig": rig.config.name, "scene": getattr(twin.scene, "name", "?")}
-    rows = []
-    with rig:
-        clock = rig.clock
-        clock.sleep_s(args.seconds)
-        t_s = clock.now_s()
-        top = []
-        if isinstance(twin.scene, PanoramaScene):
-            inten, labels, ids, views, (az0, el1, step) = world_panorama(twin.scene, t_s)
-            boxes = []
-            for v in views:
-                if np.any(ids == v.id + 1):
-                    boxes.append({"box": ((v.az_lo - az0) / step, (el1 - v.el_hi) / step,
-                                          (v.az_hi - az0) / step, (el1 - v.el_lo) / step)})
-            pano = (np.clip(inten, 0, 1) * 255).astype(np.uint8)
-            top.append(label_panel(draw_boxes(pano, boxes, (0, 200, 255)), f"world panorama ({twin.scene.name}, "
-                                   f"{len(twin.scene.targets)} targets, {len(boxes)} in view)", 330))
-            top.append(label_panel(labels_to_image(labels), "world: ground-truth classes (DDD17 six)", 330))
-            info["targets"] = len(twin.scene.targets)
-        bottom = []
-        wide = rig.role("wide_camera") if rig.has_role("wide_camera") else None
-        events = rig.role("wide_events") if rig.has_role("wide_events") else None
-        galvo = rig.role("search_galvo") if rig.has_role("search_galvo") else None
-        search = rig.role("search_camera") if rig.has_role("search_camera") else None
-        if events is not None:
-            events.read()  # start a fresh window
-        if wide is not None:
-            f = wide.read()
-            bottom.append(label_panel(draw_boxes(f.image, f.meta.get("boxes", ())), "wide camera (ground-truth boxes)", 300))
-        if events is not None:
-            clock.sleep_s(args.events_ms * 1e-3)
-            p = events.read()
-            bottom.append(label_panel(events_to_image(p), f"events, last {args.events_ms:g} ms ({len(p)})", 300))
-            info["events_in_window"] = len(p)
-        if galvo is not None and search is not None:
-            # Aim at the nearest target in reach, with the twin's true geometry.
-            gcam = twin.galvo_camera(search.name)
-            dirs = twin.target_directions(clock.now_s())
-            views = getattr(twin.scene, "target_views", lambda t: [])(clock.now_s())
-            (x0, x1), (y0, y1) = galvo.limits_deg
-            aimed = None
-            for v in sorted(views, key=lambda v: v.dist_m):
-                try:
-                    tx, ty = aim_commands(gcam, dirs[v.id])
-                except ValueError:
-                    continue
-                if x0 <= tx <= x1 and y0 <= ty <= y1:
-                    aimed = (v, tx, ty)
-                    break
-            if aimed is not None:
-                galvo.move_to(aimed[1], aimed[2])
-                galvo.wait_settled(timeout_s=0.1)
-            f = search.read()
-            title = f"search view ({aimed[0].class_name} {aimed[0].id} at {aimed[0].dist_m:.0f} m)" if aimed else "search view"
-            bottom.append(label_panel(draw_boxes(f.image, f.meta.get("boxes", ())), title, 300))
-        if top:
-            rows.append(side_by_side(top))
-        if bottom:
-            rows.append(side_by_side(bottom))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.hstack([r, np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)]) for r in rows]
-    picture = np.vstack([np.vstack([r, np.full((8, width, 3), 255, np.uint8)]) for r in rows])
     path = args.out / "twin.png"
-    cv2.imwrite(str(path), picture)
-    if args.save_scene is not None:
-        twin.save_scene(args.save_scene)
-        print(f"wrote {args.save_scene}")
+    with rig:
+        rig.clock.sleep_s(args.seconds)
+        info = twin_picture(rig, path, args.events_ms)
+        if args.save_scene is not None:
+            rig.context.shared["sim.twin"].save_scene(args.save_scene)
+            print(f"wrote {args.save_scene}")
     print(json.dumps(info))
     print(f"wrote {path}")
     return 0
