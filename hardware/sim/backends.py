@@ -178,6 +178,10 @@ class GroundTruthMeta(Mapping):
     def __repr__(self) -> str:
         return f"GroundTruthMeta({sorted(self._items)})"
 
+    def __reduce__(self):
+        # Pickled and deep-copied as a plain dict with everything computed (lambdas do not pickle).
+        return (dict, (dict(self),))
+
 
 # --------------------------------------------------------------------- frame camera
 class SimFrameCameraSettings(DeviceSettings):

@@ -91,3 +91,15 @@ def test_scene_file_in_the_rig_and_bad_sim_keys(tmp_path):
 def test_fast_mode_uses_the_manual_clock():
     r = make_rig(drop=("wide", "wide_events", "laser"))
     assert isinstance(r.clock, ManualClock)
+
+
+def test_frame_ground_truth_is_computed_on_access_and_pickles():
+    import pickle
+
+    r = make_rig(drop=("wide", "wide_events", "laser"))
+    with r:
+        f = r.devices["search"].read()
+    assert callable(f.meta._items["labels"])  # not computed yet: the run loop never pays for it
+    assert f.meta["labels"].shape == (256, 256) and isinstance(f.meta["boxes"], list)
+    g = pickle.loads(pickle.dumps(f))
+    assert isinstance(g.meta, dict) and (g.meta["labels"] == f.meta["labels"]).all()
