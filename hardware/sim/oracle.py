@@ -9,7 +9,9 @@ the detector and segmenter classes).
 
 * ``OracleDetector``: the twin's ground-truth boxes of each search frame,
   with configurable centre noise (and an honest covariance for it), miss
-  rate, false detections and a minimum visible fraction.
+  rate, false detections and a minimum visible fraction; ``cost_model`` (an
+  exported detector ONNX file) makes it also run that network on every image
+  and discard its output, so throughput is measured at a real model's cost.
 * ``OracleSegmenter``: the true class map of the wide view at the packet's
   end time, blurred and mixed with uniform label noise, as (C, H, W)
   probabilities.
@@ -80,7 +82,8 @@ class OracleDetector:
     classes = tuple(CLASSES[c] for c in TARGET_CLASSES)
 
     def __init__(self, memo: _FrameMemo | None = None, twin=None, sigma_px: float = 1.5, miss_rate: float = 0.02,
-                 false_rate: float = 0.01, min_visible: float = 0.3, cov_scale: float = 1.0, seed: int = 0) -> None:
+                 false_rate: float = 0.01, min_visible: float = 0.3, cov_scale: float = 1.0, seed: int = 0,
+                 cost_model: str | None = None, cost_threads: int = 1) -> None:
         for name, v in (("miss_rate", miss_rate), ("false_rate", false_rate), ("min_visible", min_visible)):
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
@@ -93,6 +96,13 @@ class OracleDetector:
         self.cov_scale = float(cov_scale)
         self.rng = np.random.default_rng(seed)
         self.unknown_images = 0
+        # A real detector whose inference runs on every image and whose output is discarded: the
+        # detections stay the oracle's while the loop pays a real model's compute (throughput benchmarks).
+        self.cost = None
+        if cost_model is not None:
+            from foveate.models.detector.runtime import OnnxDetector
+
+            self.cost = OnnxDetector(cost_model, threads=int(cost_threads))
 
     @classmethod
     def from_rig(cls, rig, settings: dict, where: str) -> "OracleDetector":
@@ -129,6 +139,8 @@ class OracleDetector:
         return out
 
     def detect(self, image: np.ndarray) -> list[Detection]:
+        if self.cost is not None:
+            self.cost.detect(image)
         frame = self.memo.lookup(image) if self.memo is not None else None
         if frame is None:
             self.unknown_images += 1  # not a frame of the twin's search camera: nothing to report

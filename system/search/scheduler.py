@@ -125,6 +125,8 @@ class SearchLoop:
         self.last_probs = None
         self.wide_reads = 0
         self.event_count = 0
+        self.device_cpu_s = 0.0
+        self.main_cpu_s = 0.0
 
     # ------------------------------------------------------------------ set-up
     def _wide_source(self) -> str | None:
@@ -181,9 +183,10 @@ class SearchLoop:
         self.tracker.prune(self.clock.now_ns())
 
     def _read_wide_frame(self) -> None:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         self.last_wide = self.wide_cam.read(timeout_s=1.0)
         self.hist["wide.read"].record(time.perf_counter() - t0)
+        self.device_cpu_s += time.thread_time() - c0
         self.wide_reads += 1
         self._emit("on_wide_frame", self.last_wide)
 
@@ -191,9 +194,10 @@ class SearchLoop:
         """Read the segmentation source and queue a segmentation (events tile time: everything since the last read)."""
         packet = None
         if self.events_cam is not None and (self.source == "events" or any(hasattr(o, "wants_events") for o in self.observers)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             packet = self.events_cam.read(timeout_s=1.0)
             self.hist["events.read"].record(time.perf_counter() - t0)
+            self.device_cpu_s += time.thread_time() - c0
             self.event_count += len(packet)
             self._emit("on_events", packet)
         if self.source == "events" and packet is not None:
@@ -229,7 +233,7 @@ class SearchLoop:
         self._emit("on_start", self)
         bar = tqdm(total=int(seconds * 1000), unit="ms", desc=f"search[{self.kind}] (clock)", disable=not progress,
                    leave=False)
-        wall0 = time.perf_counter()
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
         last_frame_t = None
         try:
             while clock.now_ns() < t_end and (max_frames is None or self.frames < max_frames):
@@ -251,12 +255,13 @@ class SearchLoop:
                 self.path.append((t_cmd, view.cmd[0], view.cmd[1], view.purpose))
                 self._emit("on_command", t_cmd, view)
                 self._collect()  # on a real clock, results may land while the mirror moves
-                w0 = time.perf_counter()
+                w0, c0 = time.perf_counter(), time.thread_time()
                 state = self._fire(view, t_cmd)
                 self.hist["move"].record((state.t_ns - t_cmd) * 1e-9)
                 w1 = time.perf_counter()
                 frame = self.search_cam.read(timeout_s=1.0)
                 w2 = time.perf_counter()
+                self.device_cpu_s += time.thread_time() - c0
                 self.hist["galvo.wait"].record(w1 - w0)
                 self.hist["search.read"].record(w2 - w1)
                 self.hist["capture"].record((clock.now_ns() - state.t_ns) * 1e-9)
@@ -277,6 +282,7 @@ class SearchLoop:
             self.detect_stage.close()
             self.segment_stage.close()
             self.wall_s = time.perf_counter() - wall0
+            self.main_cpu_s = time.thread_time() - cpu0
             self.t_end_ns = clock.now_ns()
         self._emit("on_end", self)
         return self.summary()
@@ -305,6 +311,10 @@ class SearchLoop:
             "search_fps_wall": round(self.frames / wall, 2),
             "search_fps_wall_excluding_devices": round(self.frames / loop_wall, 2),
             "device_wall_seconds": round(self.device_wall_s(), 3),
+            # CPU seconds by thread: what the loop costs whatever else shares the machine.
+            "cpu_seconds": {"loop_thread": round(self.main_cpu_s, 3), "of_which_devices": round(self.device_cpu_s, 3),
+                            **{f"{n}_stage": round(self.hist[f"{n}.cpu"].total, 3) for n in ("detect", "segment")
+                               if f"{n}.cpu" in self.hist}},
             "footprint_deg": [round(float(v), 4) for v in self.footprint],
             "latency_ms": self.hist.summary_ms(),
             "stages": {"detect": self.detect_stage.counters(), "segment": self.segment_stage.counters()},

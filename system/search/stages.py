@@ -58,10 +58,12 @@ class Stage(ABC):
         self.completed = 0
 
     def _run(self, item) -> tuple[Any, float]:
+        c0 = time.thread_time()
         t0 = time.perf_counter()
         result = self.fn(item)
         dt = time.perf_counter() - t0
         self.hist[f"{self.name}.compute"].record(dt)
+        self.hist[f"{self.name}.cpu"].record(time.thread_time() - c0)
         return result, dt
 
     def _account(self, d: Done) -> Done:
@@ -87,7 +89,8 @@ class Stage(ABC):
     def pending(self) -> int: ...
 
     def counters(self) -> dict:
-        return {"submitted": self.submitted, "dropped": self.dropped, "completed": self.completed, "pending": self.pending}
+        return {"submitted": self.submitted, "dropped": self.dropped, "completed": self.completed, "pending": self.pending,
+                "parallel": getattr(self, "_pool", None) is not None or isinstance(self, ThreadedStage)}
 
 
 class SimulatedStage(Stage):

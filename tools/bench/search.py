@@ -9,7 +9,9 @@ found as the run length (censored), so a loop cannot gain by missing targets.
 Throughput is reported twice: search frames per wall second of the whole
 run (the twin renders every view and emulates the event camera inside the
 same process), and excluding the time spent inside device calls (what the
-loop itself costs per frame; on a rig those calls wait on hardware).
+loop itself costs per frame; on a rig those calls wait on hardware). A last
+run puts the detector's real network (FP32 ONNX, untrained seeded weights:
+its cost, not its skill; the detections stay the oracle's) on every view.
 """
 
 from __future__ import annotations
@@ -29,7 +31,22 @@ SCENES = ("street", "parking_lot", "plaza")
 LOOPS = ("ppm", "raster", "random")
 
 
-def run_one(scene: str, loop_kind: str, seconds: float, seed: int = 0) -> dict:
+def detector_cost_model(folder) -> str:
+    """The search-camera detector's network (untrained, seeded) exported to ONNX: its cost, not its skill."""
+    import torch
+
+    from foveate.models.detector.config import DetectorConfig
+    from foveate.models.detector.export import export_onnx
+    from foveate.models.detector.model import DetectorNet
+
+    torch.manual_seed(0)
+    net = DetectorNet(DetectorConfig()).eval()
+    path = f"{folder}/detector_fp32.onnx"
+    export_onnx(net, path)
+    return path
+
+
+def run_one(scene: str, loop_kind: str, seconds: float, seed: int = 0, cost_model: str | None = None) -> dict:
     from foveate.hardware.sim.oracle import TwinGroundTruth
     from foveate.hardware.sim.scene import CLASSES
     from foveate.system.search.evaluation import Evaluator
@@ -38,6 +55,9 @@ def run_one(scene: str, loop_kind: str, seconds: float, seed: int = 0) -> dict:
     base = load_rig(None)
     data = base.model_dump(mode="json", exclude_none=True)
     data["sim"] = {"seed": seed, "scene": scene}
+    if cost_model is not None:
+        data["models"]["detector"]["settings"] = {**data["models"]["detector"].get("settings", {}),
+                                                  "cost_model": cost_model}
     cfg = parse_rig(data, source=f"{base.source} (scene {scene})", rig_dir=base.rig_dir)
     with Rig(cfg) as rig:
         warm = getattr(rig.context.shared["sim.twin"].scene, "fine", None)
@@ -54,10 +74,14 @@ def run_one(scene: str, loop_kind: str, seconds: float, seed: int = 0) -> dict:
 
 def run(quick: bool = False) -> list[Row]:
     seconds = 1.0 if quick else 2.0
+    import tempfile
+
     res: dict[tuple[str, str], dict] = {}
     for scene in tqdm(SCENES, desc="bench search", unit="scene"):
         for kind in LOOPS:
             res[scene, kind] = run_one(scene, kind, seconds)
+    with tempfile.TemporaryDirectory() as d:
+        costed = run_one("street", "ppm", seconds, cost_model=detector_cost_model(d))
     rows = []
     ttfd = {k: float(np.mean([res[s, k]["evaluation"]["mean_ttfd_s"] for s in SCENES])) for k in LOOPS}
     for scene in SCENES:
@@ -81,6 +105,26 @@ def run(quick: bool = False) -> list[Row]:
     rows.append(Row(NAME, "ppm loop throughput, whole run incl. twin rendering", round(fr / wall, 1), "frames/s (wall)",
                     goal=">= 240 (INT8 detector in the loop)"))
     rows.append(Row(NAME, "ppm loop throughput excluding device calls (oracle detector)", round(fr / (wall - dev), 1),
+                    "frames/s (wall)", goal=">= 240 (INT8 detector in the loop)"))
+    def cpu_fps(r: dict) -> float:
+        """Frames per second on two idle cores, from CPU time by thread: the loop thread (devices excluded)
+        and the detection worker run side by side, the slower one sets the pace."""
+        c = r["cpu_seconds"]
+        loop_s = c["loop_thread"] - c["of_which_devices"]
+        det_s = c.get("detect_stage", 0.0) if r["stages"]["detect"].get("parallel") else 0.0
+        return r["frames"] / max(loop_s, det_s, 1e-9)
+
+    fr_cpu = [cpu_fps(res[s, "ppm"]) for s in SCENES]
+    rows.append(Row(NAME, "ppm loop throughput from CPU time, devices excluded (oracle detector), worst scene",
+                    round(min(fr_cpu), 1), "frames/s (CPU)", goal=">= 240 (INT8 detector in the loop)"))
+    c = costed
+    rows.append(Row(NAME, "ppm loop throughput from CPU time, devices excluded, FP32 ONNX detector network",
+                    round(cpu_fps(c), 1), "frames/s (CPU)", goal=">= 240 (INT8 detector in the loop)"))
+    det_ms = c["latency_ms"].get("detect.compute", {}).get("mean", float("nan"))
+    rows.append(Row(NAME, f"ppm loop throughput with the FP32 ONNX detector network ({det_ms:.2f} ms/view, 1 thread), "
+                          "whole run", round(c["frames"] / c["wall_seconds"], 1), "frames/s (wall)",
+                    goal=">= 240 (INT8 detector in the loop)"))
+    rows.append(Row(NAME, "the same, excluding device calls", round(c["frames"] / (c["wall_seconds"] - c["device_wall_seconds"]), 1),
                     "frames/s (wall)", goal=">= 240 (INT8 detector in the loop)"))
     sim_fps = np.mean([res[s, "ppm"]["search_fps"] for s in SCENES])
     rows.append(Row(NAME, "search frame rate on the rig clock (ppm)", round(float(sim_fps), 1), "frames/s (sim)",
