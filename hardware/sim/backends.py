@@ -26,6 +26,7 @@ from foveate.drivers.line_laser import LineLaser
 from foveate.hardware.sim import optics
 from foveate.hardware.sim.events import DvsArray
 from foveate.hardware.sim.galvo_dynamics import SecondOrderAxis
+from foveate.hardware.sim.panorama import PanoramaScene
 from foveate.hardware.sim.render import FixedView, GalvoView, Render
 from foveate.hardware.sim.twin import Twin, twin_for
 from foveate.system.context import RigContext
@@ -402,6 +403,7 @@ class SimEventCamera(EventCamera):
                             refractory_us, noise_rate_hz, noise_on_frac, seed=self._seed)
         self._phase = np.random.default_rng(self._seed + 7).uniform(0, 2 * math.pi, 2)
         self._view: FixedView | None = None
+        self._log_static: tuple | None = None
         twin.devices[name] = self
 
     @classmethod
@@ -436,7 +438,20 @@ class SimEventCamera(EventCamera):
         return self.render_at(t_us).labels
 
     def _log_frame(self, t_us: int) -> np.ndarray:
-        return np.log(self.render_at(t_us, with_labels=False).intensity + np.float32(self.log_eps))
+        eps = np.float32(self.log_eps)
+        scene = self.twin.scene
+        if self.vibration_deg == 0.0 and self.twin.board is None and isinstance(scene, PanoramaScene):
+            # Still camera: the log of the static layer is computed once; only target windows change.
+            if self._log_static is None or self._log_static[0] is not scene:
+                self._log_static = (scene, np.log(self.view._static_layer(scene)[0] + eps))
+            windows: list = []
+            r = self.view.render(scene, t_us * 1e-6, twin=self.twin, with_boxes=False, with_labels=False,
+                                 windows_out=windows)
+            L = self._log_static[1].copy()
+            for rs, cs in windows:
+                L[rs, cs] = np.log(r.intensity[rs, cs] + eps)
+            return L
+        return np.log(self.render_at(t_us, with_labels=False).intensity + eps)
 
     def _do_open(self) -> None:
         self._cursor_us = self.clock.now_us()

@@ -151,10 +151,12 @@ class FixedView:
         return self._static
 
     def render(self, scene, t_s: float, board: Board | None = None, twin=None,
-               offset_deg: tuple[float, float] = (0.0, 0.0), with_boxes: bool = True, with_labels: bool = True) -> Render:
+               offset_deg: tuple[float, float] = (0.0, 0.0), with_boxes: bool = True, with_labels: bool = True,
+               windows_out: list | None = None) -> Render:
         """Render at ``t_s``; ``offset_deg`` (pan, tilt) turns the camera slightly (vibration, panoramas only).
 
-        ``with_labels=False`` skips the class map (event emulation needs intensity only).
+        ``with_labels=False`` skips the class map (event emulation needs intensity only);
+        ``windows_out`` collects the pixel windows where targets were drawn over the static layer.
         """
         if isinstance(scene, PanoramaScene):
             vib = offset_deg != (0.0, 0.0)
@@ -174,6 +176,15 @@ class FixedView:
                     v, az_lo=v.az_lo - pan, az_hi=v.az_hi - pan, el_lo=v.el_lo - tilt, el_hi=v.el_hi - tilt))
                 b = (b[0] + pan, b[1] + pan, b[2] + tilt, b[3] + tilt)
             ids = np.zeros(inten.shape, np.uint16)
+            if windows_out is not None:
+                base = window
+
+                def window(v):
+                    w = base(v)
+                    if w is not None:
+                        windows_out.append(w)
+                    return w
+
             views = scene.draw_targets(inten, labels, ids, az, el, t_s, window=window, depth=depth,
                                        pitch_deg=self.pitch_deg, bounds=b)
             boxes = (lambda: boxes_from(views, ids, self.camera, self.R_cw)) if with_boxes and not vib and views else []
