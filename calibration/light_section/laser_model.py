@@ -53,6 +53,19 @@ class DynamicLaser:
         """4x4 reflection of the mirror at ``command_deg`` (maps the emitter to its virtual image)."""
         return reflection_matrix(*self.mirror.plane(float(command_deg)))
 
+    def transformed(self, T: np.ndarray) -> "DynamicLaser":
+        """The same laser expressed in another frame; ``T`` (4x4, rigid) maps old coordinates to new."""
+        T = np.asarray(T, np.float64)
+        R, t = T[:3, :3], T[:3, 3]
+        n0, d0 = transform_plane(T, unit(self.normal0), float(self.d0))
+        m = self.mirror
+        mirror = replace(m, axis_point=R @ np.asarray(m.axis_point, np.float64) + t, axis_dir=R @ unit(m.axis_dir),
+                         normal0=R @ unit(m.normal0))
+        meta = dict(self.meta)
+        if "emitter_mm" in meta:
+            meta["emitter_mm"] = (R @ np.asarray(meta["emitter_mm"], np.float64) + t).tolist()
+        return DynamicLaser(n0, d0, mirror, meta)
+
     def with_mirror(self, mirror: Mirror) -> "DynamicLaser":
         return replace(self, mirror=mirror)
 

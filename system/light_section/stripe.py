@@ -134,9 +134,14 @@ def extract_stripe(image: np.ndarray, params: StripeParams = StripeParams()) -> 
     w = int(params.window)
     rows = np.arange(L)
     p = np.argmax(P, axis=1)
-    # A saturated plateau: centre the window on it (first and last maximum), when it fits the window.
-    p_last = M - 1 - np.argmax(P[:, ::-1], axis=1)
-    p = np.where(p_last - p <= 2 * w, (p + p_last) // 2, p)
+    sat = params.saturation
+    if sat is None:
+        sat = float(np.iinfo(P.dtype).max) if np.issubdtype(P.dtype, np.integer) else 1.0
+    # A saturated plateau: centre the window on it (first and last maximum) when it fits the window.
+    rs = np.flatnonzero(P[rows, p] >= sat)
+    if rs.size:
+        p_last = M - 1 - np.argmax(P[rs, ::-1] == P[rs, p[rs]][:, None], axis=1)
+        p[rs] = np.where(p_last - p[rs] <= 2 * w, (p[rs] + p_last) // 2, p[rs])
     lo = np.clip(p - w, 0, M - 2 * w - 1) if M > 2 * w + 1 else np.zeros(L, np.int64)
     win_n = min(2 * w + 1, M)
     cols = lo[:, None] + np.arange(win_n)[None, :]
@@ -146,15 +151,12 @@ def extract_stripe(image: np.ndarray, params: StripeParams = StripeParams()) -> 
     peak = Wv.max(axis=1) - bg
     flags = np.zeros(L, np.uint8)
     flags[peak < params.min_peak] |= WEAK
-    sat = params.saturation
-    if sat is None:
-        sat = float(np.iinfo(P.dtype).max) if np.issubdtype(P.dtype, np.integer) else 1.0
-    n_sat = np.count_nonzero(Wv >= sat, axis=1)
-    flags[n_sat > params.max_saturated] |= SATURATED
-    # Second maximum outside the window.
-    Q = P.copy()
-    Q[rows[:, None], cols] = 0
-    second = Q.max(axis=1).astype(np.float32) - bg
+    top = Wv.max(axis=1)
+    rs = np.flatnonzero(top >= sat)
+    if rs.size:
+        n_sat = np.count_nonzero(Wv[rs] >= sat, axis=1)
+        flags[rs[n_sat > params.max_saturated]] |= SATURATED
+    second = _max_outside(P, lo, lo + win_n - 1).astype(np.float32) - bg
     flags[(second >= params.double_ratio * peak) & (second >= params.min_peak)] |= DOUBLE
 
     if params.method == "centroid":
@@ -178,6 +180,18 @@ def extract_stripe(image: np.ndarray, params: StripeParams = StripeParams()) -> 
     flags[bad] |= NO_FIT
     pos = np.where(flags == 0, pos, np.nan)
     return Stripe(pos, peak.astype(np.float64), flags, params.axis)
+
+
+def _max_outside(P: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per profile, the maximum of ``P`` outside columns ``a..b`` (inclusive; equal widths), 0 if none.
+
+    A copy with the window zeroed and one row-wise maximum: measured faster than
+    block-maximum schemes on 1280 x 1024 uint8 (one contiguous pass each).
+    """
+    L = P.shape[0]
+    Q = P.copy()
+    Q[np.arange(L)[:, None], a[:, None] + np.arange(int(b[0] - a[0]) + 1)[None, :]] = 0
+    return Q.max(axis=1)
 
 
 def _steger(P: np.ndarray, p: np.ndarray, flags: np.ndarray, sigma: float) -> np.ndarray:

@@ -64,6 +64,7 @@ class Triangulator:
         self.laser = laser
         self.min_angle_deg = float(min_angle_deg)
         self._view: ViewRays | None = None
+        self._no_distortion = not np.any(np.asarray(camera.camera.dist, np.float64))
 
     def view(self, theta_x_deg: float, theta_y_deg: float) -> ViewRays:
         v = self._view
@@ -74,7 +75,17 @@ class Triangulator:
     def rays(self, uv: np.ndarray, theta_x_deg: float, theta_y_deg: float) -> tuple[np.ndarray, np.ndarray]:
         """Virtual centre (3,) and unit rig-frame directions (N, 3) of pixels (N, 2)."""
         v = self.view(theta_x_deg, theta_y_deg)
-        return v.centre, self.camera.camera.normalised_rays(uv) @ v.R
+        cam = self.camera.camera
+        if self._no_distortion:  # closed form; cv2.undistortPoints iterates even for zero distortion
+            K = cam.K
+            uv = np.asarray(uv, np.float64).reshape(-1, 2)
+            y = (uv[:, 1] - K[1, 2]) / K[1, 1]
+            x = (uv[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
+            r = np.stack([x, y, np.ones_like(x)], axis=1)
+            r /= np.linalg.norm(r, axis=1, keepdims=True)
+        else:
+            r = cam.normalised_rays(uv)
+        return v.centre, r @ v.R
 
     def points(self, uv: np.ndarray, theta_x_deg: float, theta_y_deg: float,
                laser_deg: float) -> tuple[np.ndarray, np.ndarray]:

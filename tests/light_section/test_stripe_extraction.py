@@ -112,3 +112,15 @@ def test_bad_input_and_params_raise_clear_errors():
         extract_stripe(np.zeros((10, 10, 3), np.uint8))
     with pytest.raises(StripeError, match="too small"):
         extract_stripe(np.zeros((2, 10), np.uint8))
+
+
+def test_second_peak_search_is_exact():
+    from foveate.system.light_section.stripe import _max_outside
+
+    rng = np.random.default_rng(5)
+    P = rng.integers(0, 250, (300, 64)).astype(np.uint8)
+    a = rng.integers(0, 50, 300)
+    b = a + 12
+    ref = np.array([max(np.concatenate([P[i, :a[i]], P[i, b[i] + 1:]]), default=0) for i in range(300)])
+    assert np.array_equal(_max_outside(P, a, b), ref)
+    assert np.array_equal(_max_outside(P[:, :63].copy(), a, b), [max(np.concatenate([P[i, :a[i]], P[i, b[i] + 1:63]]), default=0) for i in range(300)])

@@ -68,7 +68,7 @@ class SimLaserOptics:
 
     model: DynamicLaser = field(default_factory=nominal_laser)
     emitter_mm: tuple[float, float, float] | None = None  # None: the design's, ``model.meta["emitter_mm"]``
-    beam_dir: tuple[float, float, float] = (-1.0, 0.0, 0.0)
+    beam_dir: tuple[float, float, float] | None = None  # None: from the emitter to the mirror axis
     fan_half_deg: float = 26.0
     sigma_mm: float = 0.5  # Gaussian 1-sigma half-thickness of the sheet
     peak: float = 0.8  # stripe peak on albedo 1 at 2 m, full power, 2 ms exposure (fraction of full scale)
@@ -82,7 +82,7 @@ class SimLaserOptics:
         n0 = unit(self.model.normal0)
         e = np.asarray(self.emitter_mm if self.emitter_mm is not None else self.model.meta["emitter_mm"], float)
         e = e - (n0 @ e - self.model.d0) * n0
-        b = unit(self.beam_dir)
+        b = unit(self.beam_dir) if self.beam_dir is not None else unit(np.asarray(self.model.mirror.axis_point) - e)
         b = unit(b - (b @ n0) * n0)
         src = M[:3, :3] @ e + M[:3, 3]
         cdir = unit(M[:3, :3] @ b)
