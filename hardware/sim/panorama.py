@@ -196,8 +196,12 @@ class _Canvas:
         self.I = np.zeros((H, W), np.float32)
         self.L = np.full((H, W), CONSTRUCTION_SKY, np.uint8)
         self.D = np.full((H, W), np.inf, np.float32)
+        self.az_min, self.az_max = float(az[0]), float(az[-1])
+        self.el_min, self.el_max = float(el[-1]), float(el[0])
 
     def window(self, az_lo: float, az_hi: float, el_lo: float, el_hi: float) -> tuple[slice, slice] | None:
+        if az_hi < self.az_min or az_lo > self.az_max or el_hi < self.el_min or el_lo > self.el_max:
+            return None
         c0, c1 = np.searchsorted(self.az, [az_lo, az_hi])
         # el decreases down the rows
         r0 = int(np.searchsorted(-self.el, -el_hi))
@@ -236,8 +240,12 @@ def render_static(layout: Layout, az: np.ndarray, el: np.ndarray) -> tuple[np.nd
     clouds = fbm(A * 6.0 + 0 * E, E * 14.0, seed + 7, octaves=3)
     cv.I[:] = 0.74 + 0.18 * np.clip(np.degrees(E) / 40.0, -0.2, 1.0) + 0.10 * (clouds - 0.5)
     _paint_ground(cv, layout, h, seed)
-    for f in layout.facades:
-        _paint_facade(cv, f, h, seed)
+    # Angular bounds of the facades, computed once per layout (not a dataclass field: never saved).
+    cached = layout.__dict__.get("_facade_bounds")
+    if cached is None or cached[0] != (h, len(layout.facades)):
+        cached = layout.__dict__["_facade_bounds"] = ((h, len(layout.facades)), [_facade_window(f, h) for f in layout.facades])
+    for f, bounds in zip(layout.facades, cached[1]):
+        _paint_facade(cv, f, h, seed, bounds)
     for tr in layout.trees:
         _paint_tree(cv, tr, h, seed)
     for p in layout.poles:
@@ -326,8 +334,8 @@ def _facade_window(f: dict, h: float):
     return az.min(), az.max(), el_bot.min() - 0.1, el_top.max() + 0.1
 
 
-def _paint_facade(cv: _Canvas, f: dict, h: float, seed: int) -> None:
-    win = cv.window(*_facade_window(f, h))
+def _paint_facade(cv: _Canvas, f: dict, h: float, seed: int, bounds=None) -> None:
+    win = cv.window(*(bounds if bounds is not None else _facade_window(f, h)))
     if win is None:
         return
     A, E = _dirs(cv.az[win[1]], cv.el[win[0]])
