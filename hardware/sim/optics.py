@@ -18,7 +18,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from foveate.calibration.galvo_geometry import GalvoCamera, Mirror, PinholeCamera, nominal_xy_galvo_camera, rotate_about, unit
+from foveate.calibration.galvo_geometry import (
+    GalvoCamera, Mirror, PinholeCamera, direction_to_az_el_deg, nominal_xy_galvo_camera, unit,
+)
 
 #: 1-sigma assembly errors at error_scale 1.
 ROT_SIGMA_DEG = 0.15  # camera mounting
@@ -127,8 +129,6 @@ def aim_commands(gcam: GalvoCamera, direction, start=(0.0, 0.0), tol_deg: float 
     Ground-truth helper for tests and tools; raises ``ValueError`` if it does not converge.
     """
     d = unit(direction)
-    from foveate.calibration.galvo_geometry import direction_to_az_el_deg
-
     goal = np.array([v[0] for v in direction_to_az_el_deg(d[None, :])])
     x = np.array(start, dtype=np.float64)
     if not np.any(x):
@@ -148,11 +148,6 @@ def aim_commands(gcam: GalvoCamera, direction, start=(0.0, 0.0), tol_deg: float 
 
 
 def _los_az_el(gcam: GalvoCamera, x: np.ndarray) -> np.ndarray:
-    from foveate.calibration.galvo_geometry import direction_to_az_el_deg
-
     _, d = gcam.line_of_sight(float(x[0]), float(x[1]))
     az, el = direction_to_az_el_deg(d[None, :])
     return np.array([az[0], el[0]])
-
-
-__all__ = ["fixed_camera", "galvo_camera", "aim_commands", "rotation_pan_tilt_roll", "stable_seed", "rotate_about"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from foveate.hardware.sim import sprites
 from foveate.hardware.sim.noise import fbm, hash01, value_noise
-from foveate.hardware.sim.scene import CLASSES, CONSTRUCTION_SKY, FLAT, HUMAN, NATURE, OBJECT, VEHICLE
+from foveate.hardware.sim.scene import CLASSES, CONSTRUCTION_SKY, FLAT, HUMAN, NATURE, OBJECT
 
 GROUND_MATERIALS = ("road", "sidewalk", "grass", "parking", "paving")
 

@@ -20,10 +20,6 @@ from foveate.hardware.sim.scene import load_scene, make_scene
 from foveate.system.context import RigContext
 from foveate.system.errors import ConfigError
 
-#: ``sim:`` keys the twin itself reads; every other key goes to the scene's ``from_settings``.
-TWIN_KEYS = {"seed", "scene", "scene_file", "assembly_error_scale"}
-
-
 class Twin:
     """Scene, clock, devices and the calibration board of one simulated rig.
 

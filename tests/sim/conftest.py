@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import pytest
 import yaml
 
 from foveate.system.config import default_rig_path, parse_rig
@@ -22,11 +21,3 @@ def make_rig(sim: dict | None = None, devices: dict | None = None, drop: tuple =
         data["devices"][name]["settings"].update(settings)
     data.update(top)
     return Rig(parse_rig(data, source="<test rig>"))
-
-
-@pytest.fixture
-def rig():
-    r = make_rig()
-    r.open()
-    yield r
-    r.close()
