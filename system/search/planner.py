@@ -18,7 +18,10 @@ or a new track arrives):
    best (or greedily), and each pick suppresses candidates whose footprint
    would overlap it by more than ``overlap``. A large, faintly likely
    background (ground, label noise) thus waits until the likely places are
-   searched, then gets its turn as visited mass is suppressed.
+   searched, then gets its turn as visited mass is suppressed. When even the
+   best candidate is worth less than ``explore_min_value`` (everything likely
+   searched or explained by tracks), the round revisits tracks instead,
+   oldest look first.
 3. **Order.** Nearest neighbour then 2-opt on the galvo's travel time
    (``GalvoMotionModel``: time-optimal move per axis under slew and
    acceleration limits plus settling; the slower axis sets the time).
@@ -238,6 +241,16 @@ class ProbabilityPlanner(Planner):
             flat = w.ravel()
             cs = None
             draws: list[int] = []
+            if float(value.max(initial=0.0)) < s.explore_min_value and ctx.tracker is not None:
+                # Nothing left worth exploring (all likely places searched or explained): spend the
+                # round on the tracks instead, oldest look first, rather than on the sky.
+                have = {v.track_id for v in views}
+                spare = sorted((t for t in ctx.tracker.confirmed() if t.id not in have
+                                and (ctx.t_ns - t.last_look_ns) * 1e-9 >= s.min_revisit_gap_s),
+                               key=lambda t: t.last_look_ns)
+                for tr in spare[: s.batch_views - len(views)]:
+                    mu, _ = tr.predict(ctx.t_ns)
+                    views.append(View(self.clip(mu[0], mu[1]), "revisit", tr.id))
             while len(views) < s.batch_views:
                 if s.sampling == "greedy":
                     idx = int(np.argmax(flat))

@@ -106,13 +106,23 @@ class Drawer:
         W = size * 4 // 3
         s = min(W / (x1 - x0), size / (y1 - y0))
         W, H = int((x1 - x0) * s), int((y1 - y0) * s)
+        # Drawn as the view sees it: flip an axis whose command turns the view left (or down).
+        J = loop.geometry.search_jacobian(np.array([[(x0 + x1) / 2, (y0 + y1) / 2]]))[0]
+        flip_x, flip_y = J[0, 0] < 0, J[1, 1] > 0
         if mass is not None:
             m = mass / max(float(mass.max()), 1e-9)
-            img = cv2.applyColorMap((np.clip(np.flipud(m), 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+            m = np.flipud(m) if not flip_y else m
+            m = np.fliplr(m) if flip_x else m
+            img = cv2.applyColorMap((np.clip(m, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
             img = cv2.resize(img, (W, H), interpolation=cv2.INTER_NEAREST)
         else:
             img = np.full((H, W, 3), 30, np.uint8)
-        to_px = lambda x, y: (int((x - x0) * s), int((y1 - y) * s))  # noqa: E731
+
+        def to_px(x, y):
+            u = (x1 - x) * s if flip_x else (x - x0) * s
+            v = (y - y0) * s if flip_y else (y1 - y) * s
+            return int(u), int(v)
+
         path = [p for p in loop.path if p[0] <= t_ns]
         for a, b in zip(path, path[1:]):
             cv2.line(img, to_px(a[1], a[2]), to_px(b[1], b[2]), (180, 180, 180), 1, cv2.LINE_AA)
@@ -201,7 +211,7 @@ def write_outputs(loop, out_dir: Path, evaluation: dict | None = None, snapshott
     mass = loop.ppm.mass(t, loop.tracker.tracks, loop.footprint_half) if loop.ppm is not None else None
     wide = loop.last_wide.image if loop.last_wide is not None else None
     panels = [label_panel(d.wide_panel(t, wide, mass, recent=40), "wide view: PPM, recent views, tracks", 360),
-              label_panel(d.command_panel(t, mass), "mirror commands: PPM and the whole search path", 360)]
+              label_panel(d.command_panel(t, mass), "mirror-command grid: PPM and the whole search path", 360)]
     p = out_dir / "overview.png"
     cv2.imwrite(str(p), side_by_side(panels))
     pictures.append(p)
@@ -213,14 +223,21 @@ def write_outputs(loop, out_dir: Path, evaluation: dict | None = None, snapshott
     return summary, pictures
 
 
+def has_gui() -> bool:
+    """Whether this OpenCV build can open windows (the ``GUI:`` line of its build information)."""
+    import re
+
+    m = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.M)
+    return m is not None and m.group(1).upper() != "NONE"
+
+
 class LiveWindow(LoopObserver):
     """``--show``: the wide view with the map, path and tracks in an OpenCV window, ~20 times per clock second."""
 
     def __init__(self, period_s: float = 0.05, title: str = "foveate search") -> None:
         from foveate.system.errors import FoveateError
 
-        if not hasattr(cv2, "imshow") or "GTK" not in cv2.getBuildInformation() and "QT" not in cv2.getBuildInformation() \
-                and "Cocoa" not in cv2.getBuildInformation() and "WIN32UI" not in cv2.getBuildInformation():
+        if not has_gui():
             raise FoveateError("--show needs an OpenCV build with a GUI (pip install opencv-python instead of "
                                "opencv-python-headless); use --out DIR and open search.gif instead")
         self.period_ns = int(period_s * 1e9)

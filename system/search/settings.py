@@ -44,6 +44,8 @@ class PlannerSettings(_Strict):
     sampling: Literal["sample", "greedy"] = "sample"
     sharpness: float = Field(4.0, gt=0, description="views are drawn with probability ~ mass^sharpness")
     min_value_frac: float = Field(0.1, ge=0, lt=1, description="candidates worth less than this share of the best are not drawn")
+    explore_min_value: float = Field(0.3, ge=0, description="below this footprint mass, spare views revisit tracks instead")
+    min_revisit_gap_s: float = Field(0.05, ge=0, description="spare revisits skip tracks looked at more recently")
     overlap: float = Field(0.15, ge=0, lt=1, description="allowed footprint overlap between views of one round")
     revisit_sigma_frac: float = Field(0.6, gt=0, description="revisit a track once its 1-sigma exceeds this share of the half footprint")
     revisit_max_s: float = Field(0.5, gt=0, description="revisit a confirmed track at least this often")

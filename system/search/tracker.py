@@ -9,10 +9,10 @@ process noise, so repeated looks are fused by inverse-variance weighting and
 the prediction's covariance says how far the target may have gone: the
 planner sizes its sampling window from it.
 
-Association per frame: tracks whose prediction lies in the view compete for
-the frame's detections of their class, Hungarian on the Mahalanobis
-distance with a chi-square gate. A track expected in a view but not found
-collects a miss; tracks survive between revisits (only looks count as
+Association per frame: tracks compete for the frame's detections of their
+class, Hungarian on the Mahalanobis distance with a chi-square gate. A track
+whose predicted box lies wholly inside the view but is not found collects a
+miss; tracks survive between revisits (only looks count as
 misses) and end after ``max_misses`` looks in a row or ``timeout_s``
 without a detection.
 """
@@ -194,10 +194,12 @@ class Tracker:
         s = self.settings
         cx, cy = float(view_cmd[0]), float(view_cmd[1])
         hw, hh = float(half_wh[0]), float(half_wh[1])
-        expected = []
+        expected = []  # tracks the frame must have seen whole: a miss only counts for those
         for tr in self.tracks:
             mu, _ = tr.predict(t_ns)
-            if abs(mu[0] - cx) <= hw and abs(mu[1] - cy) <= hh:
+            mx = max(hw - 0.5 * tr.size_deg[0], 0.5 * hw)
+            my = max(hh - 0.5 * tr.size_deg[1], 0.5 * hh)
+            if abs(mu[0] - cx) <= mx and abs(mu[1] - cy) <= my:
                 expected.append(tr)
         # Candidates: expected tracks plus any track a measurement falls near (it may have left its prediction box).
         cand = list(self.tracks)

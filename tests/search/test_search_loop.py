@@ -143,3 +143,13 @@ def test_not_a_recording_is_a_clear_error(tmp_path):
     (tmp_path / "recording.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(RecordingError, match="format is 'other'"):
         Recording(tmp_path)
+
+
+def test_show_without_a_gui_build_is_a_clear_error():
+    from foveate.system.errors import FoveateError
+    from foveate.system.search.report import LiveWindow, has_gui
+
+    if has_gui():
+        pytest.skip("this OpenCV build has a GUI")
+    with pytest.raises(FoveateError, match="--show needs an OpenCV build with a GUI"):
+        LiveWindow()
