@@ -51,7 +51,7 @@ def _decode(words, i, out, n_out, trig, st, cnt, word_base):  # pragma: no cover
     oy = out["y"]
     ot = out["t"]
     op = out["p"]
-    cap = out.shape[0] - 12
+    size = out.shape[0]
     tcap = trig.shape[0]
     n_trig = 0
     y = st[_Y]
@@ -62,81 +62,88 @@ def _decode(words, i, out, n_out, trig, st, cnt, word_base):  # pragma: no cover
     ovf = st[_OVF]
     has_tb = st[_HAS_TB]
     t = (ovf << 24) | (th << 12) | tl
+    before_tb = 0
     n = words.shape[0]
     while i < n:
-        if n_out > cap or n_trig >= tcap:
+        # words that cannot overflow the outputs (12 events / 1 trigger per word at most): no checks inside
+        room = min((size - n_out) // 12, tcap - n_trig)
+        if room <= 0:
             break
-        w = np.int64(words[i])
-        typ = w >> 12
-        if typ == 0x2:  # EVT_ADDR_X
-            if has_tb:
-                ox[n_out] = w & 0x7FF
+        stop = min(n, i + room)
+        for i in range(i, stop):
+            w = np.int64(words[i])
+            typ = w >> 12
+            if (typ | 2) == 2:  # EVT_ADDR_X (2) or EVT_ADDR_Y (0), 90 % of real words: no inner branch
+                # the event slot is written either way (ADDR_Y's write is overwritten later) and
+                # kept only for ADDR_X with a time base, so the two interleaved types never mispredict
+                v = w & 0x7FF
+                is_x = typ >> 1
+                ox[n_out] = v
                 oy[n_out] = y
                 ot[n_out] = t
                 op[n_out] = (w >> 11) & 1
-                n_out += 1
+                n_out += is_x & has_tb
+                before_tb += is_x & (1 - has_tb)
+                y = y + (v - y) * (1 - is_x)
+            elif typ == 0x6:  # EVT_TIME_LOW
+                tl = w & 0xFFF
+                t = (ovf << 24) | (th << 12) | tl
+            elif typ == 0x4:  # VECT_12
+                m = w & 0xFFF
+                if has_tb:
+                    while m:
+                        ox[n_out] = bx + _CTZ[m]
+                        oy[n_out] = y
+                        ot[n_out] = t
+                        op[n_out] = pol
+                        n_out += 1
+                        m &= m - 1
+                else:
+                    while m:
+                        cnt[3] += 1
+                        m &= m - 1
+                bx += 12
+            elif typ == 0x5:  # VECT_8
+                m = w & 0xFF
+                if has_tb:
+                    while m:
+                        ox[n_out] = bx + _CTZ[m]
+                        oy[n_out] = y
+                        ot[n_out] = t
+                        op[n_out] = pol
+                        n_out += 1
+                        m &= m - 1
+                else:
+                    while m:
+                        cnt[3] += 1
+                        m &= m - 1
+                bx += 8
+            elif typ == 0x3:  # VECT_BASE_X
+                bx = w & 0x7FF
+                pol = (w >> 11) & 1
+            elif typ == 0x8:  # EVT_TIME_HIGH
+                v = w & 0xFFF
+                if has_tb and v < th:
+                    ovf += 1
+                th = v
+                has_tb = 1
+                t = (ovf << 24) | (th << 12) | tl
+            elif typ == 0xA:  # EXT_TRIGGER
+                if has_tb:
+                    trig[n_trig]["t"] = t
+                    trig[n_trig]["id"] = (w >> 8) & 0xF
+                    trig[n_trig]["value"] = w & 1
+                    n_trig += 1
+            elif typ == 0x9:  # padding (0x9999 on some cameras)
+                cnt[4] += 1
+            elif typ == 0x7 or typ == 0xD or typ == 0xE or typ == 0xF:
+                cnt[0] += 1
             else:
-                cnt[3] += 1
-        elif typ == 0x0:  # EVT_ADDR_Y
-            y = w & 0x7FF
-        elif typ == 0x6:  # EVT_TIME_LOW
-            tl = w & 0xFFF
-            t = (ovf << 24) | (th << 12) | tl
-        elif typ == 0x4:  # VECT_12
-            m = w & 0xFFF
-            if has_tb:
-                while m:
-                    ox[n_out] = bx + _CTZ[m]
-                    oy[n_out] = y
-                    ot[n_out] = t
-                    op[n_out] = pol
-                    n_out += 1
-                    m &= m - 1
-            else:
-                while m:
-                    cnt[3] += 1
-                    m &= m - 1
-            bx += 12
-        elif typ == 0x5:  # VECT_8
-            m = w & 0xFF
-            if has_tb:
-                while m:
-                    ox[n_out] = bx + _CTZ[m]
-                    oy[n_out] = y
-                    ot[n_out] = t
-                    op[n_out] = pol
-                    n_out += 1
-                    m &= m - 1
-            else:
-                while m:
-                    cnt[3] += 1
-                    m &= m - 1
-            bx += 8
-        elif typ == 0x3:  # VECT_BASE_X
-            bx = w & 0x7FF
-            pol = (w >> 11) & 1
-        elif typ == 0x8:  # EVT_TIME_HIGH
-            v = w & 0xFFF
-            if has_tb and v < th:
-                ovf += 1
-            th = v
-            has_tb = 1
-            t = (ovf << 24) | (th << 12) | tl
-        elif typ == 0xA:  # EXT_TRIGGER
-            if has_tb:
-                trig[n_trig]["t"] = t
-                trig[n_trig]["id"] = (w >> 8) & 0xF
-                trig[n_trig]["value"] = w & 1
-                n_trig += 1
-        elif typ == 0x9:  # padding (0x9999 on some cameras)
-            cnt[4] += 1
-        elif typ == 0x7 or typ == 0xD or typ == 0xE or typ == 0xF:
-            cnt[0] += 1
-        else:
-            cnt[1] += 1
-            if cnt[2] < 0:
-                cnt[2] = word_base + i
-        i += 1
+                cnt[1] += 1
+                if cnt[2] < 0:
+                    cnt[2] = word_base + i
+        i = stop
+    cnt[3] += before_tb
     st[_Y] = y
     st[_BX] = bx
     st[_POL] = pol
