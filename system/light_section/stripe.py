@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from foveate.system.errors import FoveateError
 
@@ -194,24 +193,19 @@ def _max_outside(P: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return Q.max(axis=1)
 
 
-def _steger(P: np.ndarray, p: np.ndarray, flags: np.ndarray, sigma: float) -> np.ndarray:
-    """Steger centres near the coarse peaks ``p`` (L,), only for profiles not already flagged."""
+def _steger_at(P: np.ndarray, bi: np.ndarray, ai: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Steger's sub-pixel line point at pixels (bi, ai): crossing position along the profile and the
+    in-pixel offset max(|t n_a|, |t n_b|) (inf where the point is no line maximum)."""
     L, M = P.shape
-    pos = np.full(L, np.nan)
-    idx = np.flatnonzero(flags == 0)
-    if idx.size == 0:
-        return pos
     g0, g1, g2, r = _gauss_kernels(sigma)
-    pad = r + 1
-    Pp = np.pad(P.astype(np.float32), pad, mode="edge")
-    win = sliding_window_view(Pp, (2 * r + 1, 2 * r + 1))
-    cand = np.clip(p[idx, None] + np.array([-1, 0, 1])[None, :], 0, M - 1)  # (K, 3) along-profile pixels
-    bi = np.repeat(idx, 3)
-    ai = cand.ravel()
-    patches = win[bi + pad - r, ai + pad - r].reshape(-1, (2 * r + 1) ** 2).astype(np.float64)
+    # Patches around the candidates only (the ROI), borders replicated by clipping the indices.
+    j = np.arange(-r, r + 1)
+    rr = np.clip(bi[:, None] + j[None, :], 0, L - 1)
+    cc = np.clip(ai[:, None] + j[None, :], 0, M - 1)
+    patches = P[rr[:, :, None], cc[:, None, :]].reshape(-1, (2 * r + 1) ** 2).astype(np.float32)
     # Patch axes: first = b (profile index), second = a (along the profile).
     kern = np.stack([np.outer(g0, g1), np.outer(g1, g0), np.outer(g0, g2), np.outer(g1, g1), np.outer(g2, g0)])
-    ra, rb, raa, rab, rbb = (patches @ kern.reshape(5, -1).T).T
+    ra, rb, raa, rab, rbb = (patches @ kern.reshape(5, -1).T.astype(np.float32)).astype(np.float64).T
     # Eigenvector of the Hessian with the largest |eigenvalue| (the line normal).
     tr2 = 0.5 * (raa + rbb)
     dif = np.sqrt(0.25 * (raa - rbb) ** 2 + rab * rab)
@@ -224,16 +218,34 @@ def _steger(P: np.ndarray, p: np.ndarray, flags: np.ndarray, sigma: float) -> np
     with np.errstate(invalid="ignore", divide="ignore"):
         na, nb = na / nn, nb / nn
         t = -(na * ra + nb * rb) / (na * na * raa + 2 * na * nb * rab + nb * nb * rbb)
+        cpos = ai + t / na  # where the line crosses this profile
+    off = np.maximum(np.abs(t * na), np.abs(t * nb))
     # Steger accepts |t n| <= 0.5 (the centre lies in this pixel); noise can push a centre on a pixel
     # border just outside both neighbours, so allow a little slack and keep the candidate nearest its centre.
-    off = np.maximum(np.abs(t * na), np.abs(t * nb))
     ok = (lam < 0) & (off <= 0.5 + STEGER_SLACK) & (np.abs(na) > 0.3) & np.isfinite(t)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cpos = ai + t / na  # where the line crosses this profile
-    score = np.where(ok, off, np.inf).reshape(-1, 3)
-    best = np.argmin(score, axis=1)
-    k = np.arange(idx.size)
-    chosen = cpos.reshape(-1, 3)[k, best]
-    good = np.isfinite(score[k, best])
-    pos[idx] = np.where(good, chosen, np.nan)
+    return cpos, np.where(ok, off, np.inf)
+
+
+def _steger(P: np.ndarray, p: np.ndarray, flags: np.ndarray, sigma: float) -> np.ndarray:
+    """Steger centres near the coarse peaks ``p`` (L,), only for profiles not already flagged.
+
+    The ROI is the coarse peak and, where the line point is not inside that pixel, its two neighbours.
+    """
+    L, M = P.shape
+    pos = np.full(L, np.nan)
+    idx = np.flatnonzero(flags == 0)
+    if idx.size == 0:
+        return pos
+    cpos, off = _steger_at(P, idx, p[idx], sigma)
+    pos[idx] = np.where(off <= 0.5, cpos, np.nan)
+    again = np.flatnonzero(off > 0.5)
+    if again.size:
+        rows = idx[again]
+        cand = np.clip(p[rows, None] + np.array([-1, 1])[None, :], 0, M - 1)
+        c2, o2 = _steger_at(P, np.repeat(rows, 2), cand.ravel(), sigma)
+        allc = np.concatenate([cpos[again, None], c2.reshape(-1, 2)], axis=1)
+        allo = np.concatenate([off[again, None], o2.reshape(-1, 2)], axis=1)
+        best = np.argmin(allo, axis=1)
+        k = np.arange(rows.size)
+        pos[rows] = np.where(np.isfinite(allo[k, best]), allc[k, best], np.nan)
     return pos
