@@ -257,10 +257,11 @@ class Recorder(LoopObserver):
 
     def on_detections(self, frame, state, view, detections, measurements, update, done_ns) -> None:
         self._chunk.add("frames_done", frame_seq=frame.seq, done_ns=done_ns, n=len(detections))
-        zs = {id(m): m for m in measurements}
-        ms = list(zs.values())
-        for k, d in enumerate(detections):
-            m = ms[k] if k < len(ms) and len(ms) == len(detections) else None
+        # Measurements exist for the detections above the tracker's score threshold, in the same order.
+        min_score = self._loop.settings.tracker.min_score if self._loop is not None else 0.0
+        it = iter(measurements)
+        for d in detections:
+            m = next(it, None) if d.score >= min_score else None
             self._chunk.add("detections", frame_seq=frame.seq, frame_t_ns=frame.t_ns, done_ns=done_ns, cls=d.cls,
                             label=d.label, score=d.score, box=np.asarray(d.box_xyxy, float), centre=np.asarray(d.centre_xy, float),
                             cov=np.asarray(d.centre_cov, float), size=np.asarray(d.size_wh, float),

@@ -170,8 +170,8 @@ class MiniSegmenter:
 
 
 class MiniRig:
-    def __init__(self, n_targets: int = 8, seed: int = 0, search: dict | None = None) -> None:
-        self.clock = ManualClock()
+    def __init__(self, n_targets: int = 8, seed: int = 0, search: dict | None = None, clock=None) -> None:
+        self.clock = clock if clock is not None else ManualClock()
         self.config = RigConfig.model_validate({"name": "mini", "devices": {}, "search": search or {}})
         self.context = RigContext(clock=self.clock)
         self.world = MiniWorld(n_targets, seed)

@@ -153,3 +153,16 @@ def test_show_without_a_gui_build_is_a_clear_error():
         pytest.skip("this OpenCV build has a GUI")
     with pytest.raises(FoveateError, match="--show needs an OpenCV build with a GUI"):
         LiveWindow()
+
+
+def test_real_clock_runs_the_stages_in_threads(kit):
+    from foveate.system.clock import MonotonicClock
+
+    rig = kit.MiniRig(clock=MonotonicClock())
+    tl = Timeline()
+    loop = rig.loop("ppm", observers=[tl])
+    s = loop.run(0.3)
+    assert s["clock"] == "MonotonicClock" and s["stages"]["detect"]["parallel"]
+    assert s["frames"] > 20 and len(tl.done) >= s["frames"] - s["drops"]["detect"] - 2
+    assert s["ppm_refreshes"] >= 1 and s["tracks"]["created"] >= 1
+    assert s["latency_ms"]["detect.latency"]["count"] == len(tl.done)
