@@ -1,0 +1,1 @@
+"""Roofline analysis of ONNX graphs: per-layer ops, bytes, bound and predicted time per hardware profile."""
