@@ -58,8 +58,6 @@ from foveate.calibration.galvo_geometry import GalvoCamera, Mirror, PinholeCamer
 
 log = logging.getLogger(__name__)
 
-#: Prior fold directions in the camera frame that fix the unobservable mirror azimuths (gauge 3).
-DEFAULT_FOLDS = (np.array([0.0, 1.0, 0.0]), np.array([-1.0, 0.0, 0.0]))
 MIRROR_PARAMS = ("axis_alpha", "axis_beta", "point_p1_mm", "point_p2_mm", "tilt_rad", "surface_offset_mm", "gain")
 INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
 
@@ -181,17 +179,15 @@ class MirrorChart:
         return np.array([alpha, beta, pa @ self.e1, pa @ self.e2, tau, m.surface_offset_mm, m.gain])
 
 
-def gauge_normal(u: np.ndarray, d_in: np.ndarray, fold_prior: np.ndarray) -> np.ndarray:
-    """A 45-degree fold normal perpendicular to ``u``: folds ``d_in`` towards the side of ``fold_prior``.
+def gauge_normal(u: np.ndarray, d_in: np.ndarray, sign: float) -> np.ndarray:
+    """A 45-degree fold normal perpendicular to ``u``, folding ``d_in`` towards ``sign * (u x d_in)``.
 
-    Only fixes the unobservable azimuth of a mirror about its axis (see gauge 3).
+    Fixes the start of the weakly observable azimuth of a mirror about its axis (see gauge 3).
     """
     f = np.cross(u, d_in)
     if np.linalg.norm(f) < 1e-6:  # axis along the incoming ray: any perpendicular will do
         f = _perp_basis(u)[0]
-    f = unit(f)
-    if f @ fold_prior < 0:
-        f = -f
+    f = sign * unit(f)
     n = f - unit(d_in)
     n = n - (n @ u) * u
     return unit(n)
@@ -268,7 +264,7 @@ class _Problem:
             n = len(v.uv)
             self.obj[i, :n], self.uv[i, :n], self.mask[i, :n] = v.obj, v.uv, True
         self.n_intr = len(self.fit_intrinsics)
-        self.n_mirror = 14 if fit_mirrors else 0
+        self.n_mirror = 2 * len(MIRROR_PARAMS) if fit_mirrors else 0
         self.n_global = self.n_intr + self.n_mirror
 
     # -- packing
@@ -294,7 +290,8 @@ class _Problem:
         if not self.fit_mirrors:
             return fixed_model.with_camera(cam)
         q = x[self.n_intr : self.n_global]
-        return GalvoCamera(cam, self.charts[0].mirror(q[:7]), self.charts[1].mirror(q[7:]))
+        k = len(MIRROR_PARAMS)
+        return GalvoCamera(cam, self.charts[0].mirror(q[:k]), self.charts[1].mirror(q[k:]))
 
     def poses_from(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bp = x[self.n_global :].reshape(-1, 6)
@@ -327,16 +324,19 @@ class _Problem:
     def jacobian(self, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> csr_matrix:
         """Sparse forward-difference Jacobian (m x n) using the structure: every residual sees one board pose.
 
-        One evaluation per global parameter plus six for all board poses together.
+        Two evaluations per global parameter plus six for all board poses together.
         """
         f0 = self.residuals(x, fixed_model)
         m = f0.size
         Jg = np.empty((m, self.n_global))
         for i in range(self.n_global):
-            h = 1e-7 * max(1.0, abs(x[i]))
-            xp = x.copy()
+            # central differences: the near-gauge directions (axis points, surface offsets) have tiny
+            # curvature, and forward-difference errors there stall the solver ~1e-2 px above the optimum
+            h = 1e-6 * max(1.0, abs(x[i]))
+            xp, xm = x.copy(), x.copy()
             xp[i] += h
-            Jg[:, i] = (self.residuals(xp, fixed_model) - f0) / h
+            xm[i] -= h
+            Jg[:, i] = (self.residuals(xp, fixed_model) - self.residuals(xm, fixed_model)) / (2 * h)
         rows_view = np.repeat(np.arange(len(self.views)), self.mask.sum(axis=1) * 2)
         pose_of_row = self.view_pose[rows_view]
         npose = len(self.pose_names)
@@ -507,7 +507,7 @@ def _relative_motion(va: View, vb: View, Ta: np.ndarray, Tb: np.ndarray, camera:
 
 
 def initial_model(views: list[View], view_T: list[np.ndarray], camera: PinholeCamera,
-                  folds=DEFAULT_FOLDS) -> tuple[GalvoCamera, tuple[MirrorChart, MirrorChart]]:
+                  fold_signs: tuple[float, float] = (1.0, 1.0)) -> tuple[GalvoCamera, tuple[MirrorChart, MirrorChart]]:
     """Mirror axes, gains and points from the pose changes between views of one placement (step 3)."""
     pairs1 = _single_axis_pairs(views, view_T, 0)
     if not pairs1:
@@ -521,7 +521,7 @@ def initial_model(views: list[View], view_T: list[np.ndarray], camera: PinholeCa
     m1_motions = [(rel[a, b], views[a].theta_x_deg - views[b].theta_x_deg) for a, b in pairs1]
     u1, k1, p1 = _fit_axis(m1_motions, "mirror 1 (theta_x_deg)")
     z = np.array([0.0, 0.0, 1.0])
-    n1 = gauge_normal(u1, z, folds[0])
+    n1 = gauge_normal(u1, z, fold_signs[0])
     m1 = Mirror(p1, u1, n1, 0.0, k1, 0.0)
     pairs2 = _single_axis_pairs(views, view_T, 1)
     if not pairs2:
@@ -535,7 +535,7 @@ def initial_model(views: list[View], view_T: list[np.ndarray], camera: PinholeCa
         m2_motions.append((M @ rel[a, b] @ M, views[a].theta_y_deg - views[b].theta_y_deg))
     u2, k2, p2 = _fit_axis(m2_motions, "mirror 2 (theta_y_deg)")
     d1 = m1.matrix(0.0)[:3, :3] @ z
-    n2 = gauge_normal(u2, d1, folds[1])
+    n2 = gauge_normal(u2, d1, fold_signs[1])
     m2 = Mirror(p2, u2, n2, 0.0, k2, 0.0)
     charts = (MirrorChart(u1, p1, n1), MirrorChart(u2, p2, n2))
     return GalvoCamera(camera, m1, m2), charts
@@ -671,9 +671,21 @@ NOT_DETERMINED = [
 ]
 
 
+def _initial_board_poses(views: list[View], view_T: list[np.ndarray], model: GalvoCamera) -> list[np.ndarray]:
+    """Board -> world from the view nearest each pose's median command."""
+    poses = []
+    for p in dict.fromkeys(v.pose for v in views):
+        idx = [i for i, v in enumerate(views) if v.pose == p]
+        med = np.median([[views[i].theta_x_deg, views[i].theta_y_deg] for i in idx], axis=0)
+        j = min(idx, key=lambda i: np.hypot(views[i].theta_x_deg - med[0], views[i].theta_y_deg - med[1]))
+        V = model.virtual_extrinsics(views[j].theta_x_deg, views[j].theta_y_deg)
+        poses.append(np.linalg.inv(V) @ view_T[j])
+    return poses
+
+
 def fit_galvo(views: list[View], camera: PinholeCamera | None, image_size: tuple[int, int],
               fit_intrinsics: bool | None = None, fit_distortion: tuple[str, ...] = ("k1", "k2", "p1", "p2"),
-              folds=DEFAULT_FOLDS, f_scale_px: float = 1.0, limits_deg=None, max_nfev: int = 200) -> GalvoFit:
+              f_scale_px: float = 1.0, limits_deg=None, max_nfev: int = 200) -> GalvoFit:
     """Calibrate a galvo camera from board views (see the module docstring)."""
     notes = check_coverage(views)
     counts: dict[str, int] = {}
@@ -686,16 +698,21 @@ def fit_galvo(views: list[View], camera: PinholeCamera | None, image_size: tuple
     if camera is None:
         camera = initial_intrinsics(views, image_size)
     view_T = solve_view_poses(views, camera)
-    model, charts = initial_model(views, view_T, camera, folds)
-    # Board poses from the view nearest each pose's median command.
-    poses = []
-    names = list(dict.fromkeys(v.pose for v in views))
-    for p in names:
-        idx = [i for i, v in enumerate(views) if v.pose == p]
-        med = np.median([[views[i].theta_x_deg, views[i].theta_y_deg] for i in idx], axis=0)
-        j = min(idx, key=lambda i: np.hypot(views[i].theta_x_deg - med[0], views[i].theta_y_deg - med[1]))
-        V = model.virtual_extrinsics(views[j].theta_x_deg, views[j].theta_y_deg)
-        poses.append(np.linalg.inv(V) @ view_T[j])
+    # Which way each mirror folds the view is observable only through the surface offsets
+    # (gauge 3): start from all four 90-degree fold layouts and keep the one that fits best.
+    best = None
+    for signs in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
+        model, charts = initial_model(views, view_T, camera, signs)
+        poses = _initial_board_poses(views, view_T, model)
+        problem = _Problem(views, charts, camera, ())
+        x0 = problem.pack(camera, (model.mirror1, model.mirror2), poses)
+        res = robust_lm(problem.residuals, problem.jacobian, x0, f_scale_px, max_iter=15)
+        cost = _huber_cost(problem.residuals(res.x), f_scale_px)
+        log.debug("fold signs %s: cost %.6g after %d evaluations", signs, cost, res.nfev)
+        if best is None or cost < best[0]:
+            best = (cost, problem.model_from(res.x), charts, problem.poses_from(res.x))
+    _, model, charts, (Rb, tb) = best
+    poses = [np.block([[Rb[i], tb[i][:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]) for i in range(len(Rb))]
     # Stage 1: mirrors and board poses with intrinsics fixed; stage 2: everything.
     stages = [()]
     if fit_intrinsics:

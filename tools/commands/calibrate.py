@@ -85,7 +85,7 @@ def add_arguments(p) -> None:
                        "polynomial map and its inverse.")
     w.add_argument("--config", metavar="RIG", help="rig YAML file (default: the embedded simulated rig)")
     w.add_argument("--out", type=Path, required=True, help="wide-map calibration file to write (YAML)")
-    w.add_argument("--grid", type=_grid, default=(9, 7), metavar="NXxNY", help="command grid (default 9x7)")
+    w.add_argument("--grid", type=_grid, default=(13, 9), metavar="NXxNY", help="command grid (default 13x9)")
     w.add_argument("--degree", type=int, default=3, help="polynomial degree (default 3)")
     w.add_argument("--json", action="store_true", help="print the summary as JSON")
 
