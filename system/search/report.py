@@ -1,6 +1,7 @@
 """Run outputs: ``summary.json``, the overview picture, recall plot and an animated GIF of the search.
 
-The overview draws, over the wide camera's last frame, the PPM (heat map),
+The overview draws, over the wide camera's last frame, the PPM (heat map of
+the square root of the mass, so faint mass stays visible),
 the search path (recent views as footprints joined in order) and the
 tracks (ellipses at 2 sigma, with ids); beside it the same in mirror-command
 space. ``Snapshotter`` records such frames at a fixed clock rate during the
@@ -60,7 +61,7 @@ class Drawer:
         w, h = self.wide_wh
         img = to_bgr(wide_image).copy() if wide_image is not None else np.full((h, w, 3), 235, np.uint8)
         if mass is not None and self.H is not None:
-            m = mass / max(float(mass.max()), 1e-9)
+            m = np.sqrt(mass / max(float(mass.max()), 1e-9))  # square root: faint mass stays visible
             warped = cv2.warpPerspective(m.astype(np.float32), self.H, (w, h), flags=cv2.INTER_LINEAR)
             heat = cv2.applyColorMap((np.clip(warped, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
             a = (0.65 * np.clip(warped, 0, 1))[..., None]
@@ -110,7 +111,7 @@ class Drawer:
         J = loop.geometry.search_jacobian(np.array([[(x0 + x1) / 2, (y0 + y1) / 2]]))[0]
         flip_x, flip_y = J[0, 0] < 0, J[1, 1] > 0
         if mass is not None:
-            m = mass / max(float(mass.max()), 1e-9)
+            m = np.sqrt(mass / max(float(mass.max()), 1e-9))
             m = np.flipud(m) if not flip_y else m
             m = np.fliplr(m) if flip_x else m
             img = cv2.applyColorMap((np.clip(m, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
