@@ -33,6 +33,8 @@ FOVEATE_FORMAT = "foveate-events"
 FOVEATE_VERSION = 1
 DSEC_SENSOR_SIZE = (640, 480)
 H5_CHUNK = 1 << 18
+#: Events read per HDF5 call: big enough to amortise the call, small enough to pack while in cache.
+READ_BLOCK = 1 << 18
 
 
 def _h5():
@@ -110,23 +112,41 @@ class DsecReader(EventReader):
         t = self._ds["t"]
         return int(t[0]) + self._offset, int(t[self._n - 1]) + self._offset
 
+    def _buffers(self) -> list[np.ndarray]:
+        """Reusable per-field read buffers of ``READ_BLOCK`` events (checked dtypes)."""
+        if getattr(self, "_bufs", None) is None:
+            dts = {k: d.dtype for k, d in self._ds.items()}
+            if any(dts[k].kind not in ("iub" if k == "p" else "iu") for k in dts):
+                raise fail(self.path, "/events", f"non-integer datasets ({', '.join(f'{k} {v}' for k, v in dts.items())})")
+            self._bufs = [np.empty(READ_BLOCK, dts[k]) for k in ("x", "y", "t", "p")]
+        return self._bufs
+
     def _read(self, i0: int, i1: int) -> np.ndarray:
+        """Events ``i0..i1``: HDF5 reads block by block into cache-sized buffers, each packed at once
+        (record dtype, ``t_offset`` added, sensor bounds and polarity checked) in one numba pass."""
         from foveate.system.events._kernels import pack
 
         out = np.empty(i1 - i0, EVENT_DTYPE)
         if i1 <= i0:
             return out
         w, h = self._user_size or self._file_size or (1 << 16, 1 << 16)
-        g = self._ds
-        try:
-            x, y, t, p = (g[k][i0:i1] for k in ("x", "y", "t", "p"))
-        except OSError as exc:
-            raise fail(self.path, f"events {i0}..{i1}", f"HDF5 read failed: {exc}") from None
-        if t.dtype.kind not in "iu" or x.dtype.kind not in "iu" or y.dtype.kind not in "iu" or p.dtype.kind not in "iub":
-            raise fail(self.path, "/events", f"non-integer datasets (x {x.dtype}, y {y.dtype}, t {t.dtype}, p {p.dtype})")
-        # one pass: pack into the record dtype, add t_offset, check sensor bounds and polarity
-        outside, bad_p = pack(out, x, y, t.astype(np.int64, copy=False) if t.dtype == np.uint64 else t,
-                              p.view(np.uint8) if p.dtype == bool else p, self._offset, w, h)
+        bufs = self._buffers()
+        views = [b.view(np.int64) if b.dtype == np.uint64 else b.view(np.uint8) if b.dtype == bool else b for b in bufs]
+        ds = [self._ds[k] for k in ("x", "y", "t", "p")]
+        outside = bad_p = -1
+        for a in range(i0, i1, READ_BLOCK):
+            b = min(i1, a + READ_BLOCK)
+            m = b - a
+            try:
+                for d, buf in zip(ds, bufs):
+                    d.read_direct(buf, np.s_[a:b], np.s_[0:m])
+            except OSError as exc:
+                raise fail(self.path, f"events {a}..{b}", f"HDF5 read failed: {exc}") from None
+            o, bp = pack(out[a - i0 : b - i0], views[0][:m], views[1][:m], views[2][:m], views[3][:m], self._offset, w, h)
+            if o >= 0 and outside < 0:
+                outside = a - i0 + o
+            if bp >= 0 and bad_p < 0:
+                bad_p = a - i0 + bp
         if bad_p >= 0:
             raise fail(self.path, f"event {i0 + bad_p}", f"polarity {int(out['p'][bad_p])} (expected 0/1)")
         # the bounds were checked while packing: the generic pass is not needed for this chunk
