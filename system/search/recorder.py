@@ -123,7 +123,6 @@ class Recorder(LoopObserver):
             if not (self.path / "recording.json").exists():
                 raise RecordingError(f"{self.path}: not a recording; refusing to delete it even with --force")
             shutil.rmtree(self.path)
-        (self.path / "chunks").mkdir(parents=True, exist_ok=True)
         self.rig_config = rig_config
         self.loop_kind = loop
         self.chunk_period_ns = int(chunk_period_s * 1e9)
@@ -131,11 +130,17 @@ class Recorder(LoopObserver):
         self._chunk: _Chunk | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
+        self._index = None
+        self._thread: threading.Thread | None = None
+        self._loop = None
+        self._closed = False
+
+    def _begin(self) -> None:
+        """Create the folder and start the writer (when the loop starts, so a failed set-up leaves nothing)."""
+        (self.path / "chunks").mkdir(parents=True, exist_ok=True)
         self._index = open(self.path / "index.jsonl", "ab")
         self._thread = threading.Thread(target=self._writer, name="recorder", daemon=True)
         self._thread.start()
-        self._loop = None
-        self._closed = False
 
     # ------------------------------------------------------------- writing
     def _writer(self) -> None:
@@ -197,6 +202,7 @@ class Recorder(LoopObserver):
 
     # ------------------------------------------------------------ observer
     def on_start(self, loop) -> None:
+        self._begin()
         self._loop = loop
         t0 = loop.clock.now_ns()
         manifest = {
@@ -276,6 +282,8 @@ class Recorder(LoopObserver):
         if self._closed:
             return
         self._closed = True
+        if self._thread is None:  # the loop never started: nothing was written
+            return
         if self._chunk is not None and self._loop is not None and any(self._chunk.counts.values()):
             self._flush(self._loop.clock.now_ns(), final=True)
         self._queue.put(None)
