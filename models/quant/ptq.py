@@ -47,6 +47,7 @@ class QuantRecipe:
     activation_symmetric: bool = False  # u8 asymmetric activations (CPU guidance)
     op_types: tuple[str, ...] | None = None  # None: every op onnxruntime can quantize
     exclude: tuple[str, ...] = ()       # node names kept in float, beside the automatic ones
+    keep_head_float: bool = True        # the convs that produce graph outputs or feed float nodes stay float
     preprocess: bool = True             # onnxruntime quant_pre_process first
 
     def __post_init__(self) -> None:
@@ -100,8 +101,10 @@ class _Reader:
         self._it = iter(self._feeds)
 
 
-def float_nodes(proto: onnx.ModelProto, extra: Iterable[str] = ()) -> list[str]:
-    """Names of nodes that must stay in float: decoding, final sigmoid/softmax, ``extra``."""
+def float_nodes(proto: onnx.ModelProto, extra: Iterable[str] = (), heads: bool = False) -> list[str]:
+    """Names of nodes that must stay in float: decoding, final sigmoid/softmax, ``extra``;
+    with ``heads`` also the convolutions whose output is a graph output or feeds one of those
+    (the last 1x1 convs of the heads: cheap, and their logits are the most range-sensitive)."""
     outputs = {o.name for o in proto.graph.output}
     names = {n.name for n in proto.graph.node if n.name.startswith(FLOAT_PREFIXES)}
     names |= {n.name for n in proto.graph.node if n.op_type in ("Sigmoid", "Softmax", "LogSoftmax")
@@ -111,6 +114,15 @@ def float_nodes(proto: onnx.ModelProto, extra: Iterable[str] = ()) -> list[str]:
         if name not in known:
             raise ConfigError(f"exclude: no node named '{name}' in the model")
         names.add(name)
+    if heads:
+        consumers: dict[str, list] = {}
+        for n in proto.graph.node:
+            for i in n.input:
+                consumers.setdefault(i, []).append(n)
+        for n in proto.graph.node:
+            if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") and (
+                    n.output[0] in outputs or any(c.name in names for c in consumers.get(n.output[0], []))):
+                names.add(n.name)
     return sorted(names)
 
 
@@ -154,7 +166,7 @@ def quantize_model(model: str | Path | bytes | onnx.ModelProto, calib: Sequence[
         raise ConfigError("calibration set is empty")
     proto = _load(model)
     name = input_name(proto)
-    exclude = float_nodes(proto, recipe.exclude)
+    exclude = float_nodes(proto, recipe.exclude, recipe.keep_head_float)
     reduce_range = recipe.resolved_reduce_range()
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[recipe.method]
@@ -173,7 +185,7 @@ def quantize_model(model: str | Path | bytes | onnx.ModelProto, calib: Sequence[
             except Exception as exc:  # noqa: BLE001 - fall back to the plain model, say so
                 log.warning("quant_pre_process failed (%s); quantizing the model as exported", exc)
             # pre-processing renames nothing that we exclude by name prefix; recompute on its graph
-            exclude = float_nodes(onnx.load(str(src)), [n for n in recipe.exclude])
+            exclude = float_nodes(onnx.load(str(src)), recipe.exclude, recipe.keep_head_float)
         dst = Path(tmp) / "q.onnx"
         feeds = [{name: np.ascontiguousarray(x, dtype=np.float32)} for x in calib]
         quantize_static(str(src), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ,
