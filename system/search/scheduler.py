@@ -28,6 +28,7 @@ truth.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 
@@ -158,14 +159,14 @@ class SearchLoop:
             getattr(ob, name)(*args)
 
     # ------------------------------------------------------------------ pieces
-    def _collect(self) -> None:
-        for d in self.segment_stage.poll():
+    def _collect(self, segmented=None, detected=None) -> None:
+        for d in (self.segment_stage.poll() if segmented is None else segmented):
             item: WideItem = d.item
             self.ppm.update_segmentation(d.result, item.t_ns)
             self.last_probs = d.result
             self.planner.invalidate()
             self._emit("on_segmentation", item.t_ns, d.result, d.done_ns)
-        for d in self.detect_stage.poll():
+        for d in (self.detect_stage.poll() if detected is None else detected):
             frame, state, view = d.item
             t0 = time.perf_counter()
             cmd = state.measured_deg
@@ -279,8 +280,10 @@ class SearchLoop:
                     bar.update(min(int((clock.now_ns() - t0) / 1e6), bar.total) - bar.n)
         finally:
             bar.close()
-            self.detect_stage.close()
-            self.segment_stage.close()
+            # Work already running finishes and is applied; what still waits in the queues is dropped (counted).
+            detected, segmented = self.detect_stage.close(), self.segment_stage.close()
+            if sys.exc_info()[0] is None:
+                self._collect(segmented, detected)
             self.wall_s = time.perf_counter() - wall0
             self.main_cpu_s = time.thread_time() - cpu0
             self.t_end_ns = clock.now_ns()
