@@ -362,8 +362,9 @@ class SimEventCameraSettings(DeviceSettings):
     noise_rate_hz: float = Field(0.1, ge=0)  # background activity per pixel
     noise_on_frac: float = Field(0.8, ge=0, le=1)
     log_eps: float = Field(0.02, gt=0)  # log(I + eps): dark-current floor
-    substep_us: int = Field(1000, gt=0, le=65535)  # longest internal frame interval
-    min_substep_us: int = Field(50, gt=0, le=65535)  # shortest (fast motion: at most half a pixel per interval)
+    substep_us: int = Field(4000, gt=0, le=65535)  # longest internal frame interval
+    min_substep_us: int = Field(50, gt=0, le=65535)  # shortest
+    max_px_per_substep: float = Field(0.25, gt=0, le=4)  # image motion allowed between internal frames
     max_substeps: int = Field(20000, gt=0)  # per read; beyond it intervals stretch
     vibration_deg: float = Field(0.0, ge=0)  # ego-motion: pan/tilt wobble amplitude
     vibration_hz: float = Field(12.0, gt=0)
@@ -373,8 +374,10 @@ class SimEventCameraSettings(DeviceSettings):
 class SimEventCamera(EventCamera):
     """DVS emulation (``events.DvsArray``) on renders of a fixed camera at a high internal rate.
 
-    Internal frames come every ``substep_us`` or faster when things move, so that
-    nothing moves more than half a pixel between two of them; optional
+    Internal frames come as often as needed for the image to move at most
+    ``max_px_per_substep`` between two of them (targets and vibration), at least
+    every ``substep_us``: timestamps are as good as the time the image takes to
+    move that far, and a still scene costs little; optional
     ``vibration_deg`` turns the camera slightly (two incommensurate sines) so
     static edges fire too.
     """
@@ -384,8 +387,8 @@ class SimEventCamera(EventCamera):
     def __init__(self, name, clock, twin: Twin, width=320, height=240, hfov_deg=64.0, dist=(-0.1, 0.02, 0.0, 0.0, 0.0),
                  position_mm=(60.0, -40.0, 0.0), rotation_deg=(0.0, 0.0, 0.0), contrast_threshold=0.2,
                  threshold_sigma=0.03, refractory_us=100.0, noise_rate_hz=0.1, noise_on_frac=0.8, log_eps=0.02,
-                 substep_us=1000, min_substep_us=50, max_substeps=20000, vibration_deg=0.0, vibration_hz=12.0,
-                 seed=None) -> None:
+                 substep_us=4000, min_substep_us=50, max_px_per_substep=0.25, max_substeps=20000, vibration_deg=0.0,
+                 vibration_hz=12.0, seed=None) -> None:
         super().__init__(name, clock, width, height)
         self.twin = twin
         self.hfov_deg = float(hfov_deg)
@@ -395,6 +398,7 @@ class SimEventCamera(EventCamera):
         self.log_eps = float(log_eps)
         self.substep_us = int(substep_us)
         self.min_substep_us = int(min(min_substep_us, substep_us))
+        self.max_px_per_substep = float(max_px_per_substep)
         self.max_substeps = int(max_substeps)
         self.vibration_deg = float(vibration_deg)
         self.vibration_hz = float(vibration_hz)
@@ -474,7 +478,7 @@ class SimEventCamera(EventCamera):
         if t1 <= t0:
             return EventPacket(np.zeros(0, EVENT_DTYPE), self.sensor_size, t0, t0, self.name)
         v = self._motion_px_per_us(t0)
-        dt = self.substep_us if v <= 0 else int(np.clip(0.5 / v, self.min_substep_us, self.substep_us))
+        dt = self.substep_us if v <= 0 else int(np.clip(self.max_px_per_substep / v, self.min_substep_us, self.substep_us))
         n_sub = min(self.max_substeps, max(1, math.ceil((t1 - t0) / dt)))
         if (t1 - t0) / n_sub > 65535:
             n_sub = math.ceil((t1 - t0) / 65535)
