@@ -51,6 +51,7 @@ class Layer:
     bound: str = ""
     predicted_us: float = 0.0
     measured_us: float | None = None
+    outputs: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -198,9 +199,9 @@ def analyze(model: str | Path | bytes | onnx.ModelProto, batch: int = 1) -> list
             ob = 1 if q_out else 4
             wbytes = float(np.prod(wshape)) * (wb if w is not None else 4)
             byt = wbytes + float(np.prod(xs)) * ab + float(np.prod(ys)) * ob
-            layers.append(Layer(n.name or out, n.op_type, 2.0 * macs, byt, prec))
+            layers.append(Layer(n.name or out, n.op_type, 2.0 * macs, byt, prec, outputs=tuple(n.output)))
         elif n.op_type in SHAPE_ONLY:
-            layers.append(Layer(n.name or n.output[0], n.op_type, 0.0, 0.0, "none"))
+            layers.append(Layer(n.name or n.output[0], n.op_type, 0.0, 0.0, "none", outputs=tuple(n.output)))
         else:
             layers.append(None)  # element-wise: after the fused set is known
     # second pass for element-wise nodes (Q/DQ fusion known now)
@@ -218,7 +219,7 @@ def analyze(model: str | Path | bytes | onnx.ModelProto, batch: int = 1) -> list
         if n.op_type in ("MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum"):
             ops = sum(float(np.prod(s)) for s, _ in ins)
         byt = sum(_nbytes(e) for e in ins) + sum(_nbytes(e) for e in outs)
-        out_layers.append(Layer(n.name or n.output[0], n.op_type, ops, byt, "fp32"))
+        out_layers.append(Layer(n.name or n.output[0], n.op_type, ops, byt, "fp32", outputs=tuple(n.output)))
     return out_layers
 
 
@@ -235,6 +236,36 @@ def predict(layers: list[Layer], hw: Hardware) -> list[Layer]:
         lay.bound = "compute" if t_c >= t_m else "memory"
         lay.predicted_us = 1e6 * max(t_c, t_m) + hw.dispatch_us
     return layers
+
+
+def attach_measured(layers: list[Layer], per_node_us: dict[str, float]) -> float:
+    """Give each layer the measured time of the onnxruntime node that carries its name or output.
+
+    onnxruntime renames fused nodes after their output tensor (Conv+ReLU is named after the
+    ReLU's output, a QDQ group after its QuantizeLinear output, layout-converted ones get
+    ``_nchwc``): the time of a fused group lands on the layer whose output it is. Returns
+    the measured µs that matched no layer (layout reorders and other inserted nodes).
+    """
+    by_key: dict[str, Layer] = {}
+    for lay in layers:
+        lay.measured_us = None
+        by_key[lay.name] = lay
+        for o in lay.outputs:
+            by_key.setdefault(o, lay)
+    unmatched = 0.0
+    for name, us in per_node_us.items():
+        key = name
+        for suffix in ("_nchwc", "_token"):
+            if suffix in key and key not in by_key:
+                key = key[:key.index(suffix)]
+        for cand in (key, key.removesuffix("_QuantizeLinear_Output"), key.replace("_QuantizeLinear_Output", "")):
+            if cand in by_key:
+                lay = by_key[cand]
+                lay.measured_us = (lay.measured_us or 0.0) + us
+                break
+        else:
+            unmatched += us
+    return unmatched
 
 
 def summary(layers: list[Layer], hw: Hardware) -> dict:

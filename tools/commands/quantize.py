@@ -1,0 +1,110 @@
+"""``foveate quantize MODEL --calib DATA --out FILE``: static INT8 (or W4A8) post-training quantization."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+NAME = "quantize"
+HELP = "post-training quantization (onnxruntime static QDQ, INT8 or W4A8) of SLTNet or the detector"
+DESCRIPTION = (
+    "Quantize a model with onnxruntime static QDQ: per-channel symmetric weights (8 or 4 bits), u8 activations "
+    "calibrated with minmax, percentile or entropy; 7-bit weights (reduce_range) automatically on x86 without VNNI. "
+    "MODEL is 'detector' (the shipped models/weights/detector.onnx), 'sltnet' (models/weights/sltnet_twin.pt), "
+    "a detector .onnx, or an SLTNet .pt checkpoint. DATA is 'twin' (the model's own twin data: the detector's calib "
+    "split, SLTNet's training windows) or a .npy file of model inputs [N, ...]. Calibration samples are chosen "
+    "from DATA by EDA-DM-style density+diversity selection (--select eda), at random, or all. Writes FILE and "
+    "FILE's recipe card (<stem>.recipe.json: recipe, chosen samples, fused-kernel check, accuracy with --eval)."
+)
+
+
+def add_arguments(p) -> None:
+    p.description = DESCRIPTION
+    p.add_argument("model", help="detector | sltnet | PATH (.onnx detector export or .pt SLTNet checkpoint)")
+    p.add_argument("--calib", default="twin", help="'twin' or a .npy file of inputs [N, ...] (default twin)")
+    p.add_argument("--out", type=Path, required=True, help="output .onnx")
+    p.add_argument("--method", default="percentile", choices=["minmax", "percentile", "entropy"])
+    p.add_argument("--percentile", type=float, default=99.999)
+    p.add_argument("--bits", type=int, default=8, choices=[8, 4], help="weight bits: 8 (INT8) or 4 (W4A8)")
+    p.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"],
+                   help="7-bit weights: auto = only on x86 without VNNI")
+    p.add_argument("--calib-size", type=int, default=64)
+    p.add_argument("--select", default="eda", choices=["eda", "random", "all"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--equalize", action="store_true", help="RepQuant-style conv->conv range equalisation first")
+    p.add_argument("--alpha", type=float, default=0.5, help="equalisation migration strength (0..1)")
+    p.add_argument("--corrupted", type=float, default=0.0, help="share of calibration samples corrupted (0..1)")
+    p.add_argument("--op-types", default=None, help="comma-separated op types to quantize (default: all supported)")
+    p.add_argument("--exclude", default="", help="comma-separated node names kept in float")
+    p.add_argument("--quantize-heads", action="store_true", help="also quantize the convs producing the outputs")
+    p.add_argument("--data", type=Path, default=None, help="SLTNet twin cache folder (default: from the checkpoint's card)")
+    p.add_argument("--eval", action="store_true", help="measure float and quantized accuracy (twin data only)")
+    p.add_argument("--threads", type=int, default=2)
+
+
+def _target(args):
+    from foveate.models.quant.targets import detector_target, sltnet_target
+    from foveate.system.errors import ConfigError
+
+    m = args.model
+    if m == "detector" or (m.endswith(".onnx") and _onnx_kind(Path(m)) == "detector"):
+        return detector_target(None if m == "detector" else m, threads=args.threads, progress=True)
+    if m == "sltnet" or m.endswith(".pt"):
+        return sltnet_target(None if m == "sltnet" else m, args.data, args.threads, progress=True)
+    if m.endswith(".onnx"):
+        raise ConfigError(f"{m}: an SLTNet model is quantized from its .pt checkpoint (the ONNX is exported with it)")
+    raise ConfigError(f"model '{m}': expected detector, sltnet, a detector .onnx or an SLTNet .pt")
+
+
+def _onnx_kind(path: Path) -> str:
+    import onnx
+
+    from foveate.system.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: model file not found")
+    meta = {p.key for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return "detector" if "foveate.detector.config" in meta else "sltnet" if "sltnet_config" in meta else "other"
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from foveate.models.quant.pipeline import Plan, recipe_path
+    from foveate.models.quant.pipeline import run as quantize
+    from foveate.models.quant.ptq import QuantRecipe
+    from foveate.system.errors import ConfigError
+
+    recipe = QuantRecipe(method=args.method, percentile=args.percentile, weight_bits=args.bits,
+                         reduce_range={"auto": "auto", "on": True, "off": False}[args.reduce_range],
+                         op_types=tuple(args.op_types.split(",")) if args.op_types else None,
+                         exclude=tuple(x for x in args.exclude.split(",") if x),
+                         keep_head_float=not args.quantize_heads)
+    plan = Plan(recipe, args.calib_size, args.select, args.seed, args.equalize, args.alpha, args.corrupted, args.threads)
+    target = _target(args)
+    if args.calib == "twin":
+        cand = target.candidates
+    else:
+        path = Path(args.calib)
+        try:
+            cand = np.load(path).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: not a readable .npy array of model inputs ({exc})") from None
+        if cand.shape[1:] != target.candidates.shape[1:]:
+            raise ConfigError(f"{path}: inputs of shape {cand.shape[1:]}, the model wants {target.candidates.shape[1:]}")
+    q, card = quantize(target.float_model, cand, plan, args.out, kind=target.name,
+                       accuracy=target.accuracy if args.eval else None, check_inputs=target.eval_inputs[:4])
+    card["source"] = target.source
+    recipe_path(args.out).write_text(json.dumps(card, indent=1, default=float) + "\n")
+    chk = card.get("kernel_check")
+    print(f"{args.out}: {target.name}, W{args.bits}A8, {args.method}, {card['calibration']['n']} calibration "
+          f"samples ({card['calibration']['selection']}), {args.out.stat().st_size / 1e3:.0f} kB")
+    if chk:
+        print(f"  fused INT8 kernels vs reference Q/DQ: relative L2 {chk['relative_l2_worst']:.4f} "
+              f"({'ok' if chk['ok'] else 'FAILED: kernels disagree, try --reduce-range on'})")
+    if "accuracy" in card:
+        a = card["accuracy"]
+        print(f"  {target.metric}: float {a['float']['score']:.2f}, quantized {a['quantized']['score']:.2f} "
+              f"(drop {a['drop_points']:+.2f} points)")
+    print(f"  recipe: {recipe_path(args.out)}")
+    return 0 if not chk or chk["ok"] else 1
