@@ -103,7 +103,8 @@ def _models(args, rig, notes: list[str]):
     from foveate.hardware.sim.light_section.calibrate import simulated_laser_calibration
 
     out = args.out.with_name(args.out.stem + "_laser.yaml")
-    laser, fit = simulated_laser_calibration(twin.scene, cam, out, progress=not args.no_progress)
+    laser, fit = simulated_laser_calibration(twin.scene, cam, out, progress=not args.no_progress,
+                                             true_laser=twin.scene.true_laser_model(twin))
     notes.append(f"models: the twin's true camera; laser calibrated in simulation ({out}, "
                  f"RMS {fit['rms_mm']:.4f} mm)")
     return cam, laser, f"laser calibrated ({out.name})"

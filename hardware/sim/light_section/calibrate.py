@@ -9,6 +9,7 @@ the laser calibration file.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from foveate.calibration.light_section.laser_calibration import StripeObservatio
 from foveate.calibration.light_section.laser_file import save_laser_calibration
 from foveate.calibration.light_section.laser_model import DynamicLaser, nominal_laser
 from foveate.hardware.sim.light_section.capture import board_pose_on_ray, capture_board_stripes
-from foveate.hardware.sim.light_section.scene import LightSectionScene
+from foveate.hardware.sim.light_section.scene import LightSectionScene, with_optics
 from foveate.system.light_section.scan import laser_commands_through
 from foveate.system.light_section.stripe import StripeParams, extract_stripe
 from foveate.system.light_section.triangulate import Triangulator
@@ -41,8 +42,15 @@ def _extract(image: np.ndarray, method: str) -> np.ndarray:
 def simulated_laser_observations(scene: LightSectionScene, camera: GalvoCamera, init: DynamicLaser,
                                  laser_steps: int = 9, laser_span_deg: float = 2.0, method: str = "centroid",
                                  views=CAL_VIEWS, boards=CAL_BOARDS, progress: bool = False,
-                                 seed: int = 0) -> list[StripeObservation]:
-    """Stripe observations of boards of known pose (see the module docstring)."""
+                                 seed: int = 0, true_laser: DynamicLaser | None = None) -> list[StripeObservation]:
+    """Stripe observations of boards of known pose (see the module docstring).
+
+    ``true_laser`` is the sheet as a function of the *command* (default: the scene's laser
+    optics); on a rig pass ``scene.true_laser_model(twin)`` so the laser galvo's own gain and
+    offset errors are in the captures, as they are in the scan.
+    """
+    if true_laser is not None:
+        scene = with_optics(scene, replace(scene.optics, model=true_laser))
     tri = Triangulator(camera, init)
     obs = []
     total = len(views) * len(boards)
@@ -68,10 +76,11 @@ def simulated_laser_observations(scene: LightSectionScene, camera: GalvoCamera, 
 
 
 def simulated_laser_calibration(scene: LightSectionScene, camera: GalvoCamera, out: str | Path,
-                                init: DynamicLaser | None = None, progress: bool = False) -> tuple[DynamicLaser, dict]:
+                                init: DynamicLaser | None = None, progress: bool = False,
+                                true_laser: DynamicLaser | None = None) -> tuple[DynamicLaser, dict]:
     """Capture, fit and write a laser calibration; returns the model and the fit statistics."""
     init = init or nominal_laser()
-    obs = simulated_laser_observations(scene, camera, init, progress=progress)
+    obs = simulated_laser_observations(scene, camera, init, progress=progress, true_laser=true_laser)
     cal = calibrate_laser(camera, obs, init)
     stats = cal.fit.stats()
     save_laser_calibration(out, cal.fit.model, residuals={**stats, "per_angle": cal.fit.per_angle,

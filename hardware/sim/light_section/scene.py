@@ -259,7 +259,7 @@ class LightSectionPlaneScene(LightSectionScene):
 
 
 def with_optics(scene: LightSectionScene, optics: SimLaserOptics) -> LightSectionScene:
-    """The same scene with other laser optics (tests)."""
+    """The same scene with other laser optics (tests, calibration captures)."""
     return LightSectionScene(scene.geometry, optics, scene.laser_name, scene.laser_galvo_name, scene.ambient,
                              scene.speckle_contrast, scene.speckle_grain_px, scene.seed, scene.shadows,
                              scene.settings)
