@@ -198,7 +198,9 @@ def analyze(model: str | Path | bytes | onnx.ModelProto, batch: int = 1) -> list
             ab = 1 if q_in else 4
             ob = 1 if q_out else 4
             wbytes = float(np.prod(wshape)) * (wb if w is not None else 4)
-            byt = wbytes + float(np.prod(xs)) * ab + float(np.prod(ys)) * ob
+            bias = weight_of(n.input[2])[0] if len(n.input) > 2 and n.input[2] else None
+            bbytes = float(np.prod(bias.dims)) * DTYPE_BYTES.get(bias.data_type, 4) if bias is not None else 0.0
+            byt = wbytes + bbytes + float(np.prod(xs)) * ab + float(np.prod(ys)) * ob
             layers.append(Layer(n.name or out, n.op_type, 2.0 * macs, byt, prec, outputs=tuple(n.output)))
         elif n.op_type in SHAPE_ONLY:
             layers.append(Layer(n.name or n.output[0], n.op_type, 0.0, 0.0, "none", outputs=tuple(n.output)))

@@ -1,0 +1,93 @@
+"""Static QDQ quantization: recipe, float-kept nodes, CPU-dependent reduce_range, fused-kernel check."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from foveate.models.quant.check import kernel_agreement
+from foveate.models.quant.cpu import detect
+from foveate.models.quant.ptq import QuantRecipe, float_nodes, quantize_model, recipe_of, session
+from foveate.system.errors import ConfigError
+
+from .nets import TinyNet, export, inputs
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return export(TinyNet())
+
+
+def _run(proto, xs):
+    s = session(proto, 1)
+    return np.concatenate([s.run(None, {"x": x[None]})[0] for x in xs])
+
+
+def test_int8_model_is_quantized_close_to_float_and_keeps_head_float(tiny):
+    xs = inputs(12)
+    q = quantize_model(tiny, [x[None] for x in xs[:8]], QuantRecipe(method="minmax"))
+    ops = [n.op_type for n in q.graph.node]
+    assert ops.count("QuantizeLinear") >= 4 and "DequantizeLinear" in ops
+    inits = {i.name: i for i in q.graph.initializer}
+    int8_weights = [i for i in inits.values() if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    assert len(int8_weights) == 5  # every conv but the head
+    # the head conv and the final sigmoid stay float
+    kept = recipe_of(q)["float_nodes"]
+    assert any("head" in k for k in kept) and any("Sigmoid" in k for k in kept)
+    y, yq = _run(tiny, xs[8:]), _run(q, xs[8:])
+    assert np.abs(y - yq).mean() < 0.03 and not np.allclose(y, yq, atol=1e-7)  # extreme ranges on purpose
+
+
+def test_recipe_travels_in_metadata_and_validates(tiny):
+    q = quantize_model(tiny, [inputs(1)], QuantRecipe(method="percentile", percentile=99.9))
+    meta = recipe_of(q)
+    assert meta["recipe"]["method"] == "percentile" and meta["recipe"]["percentile"] == 99.9
+    assert meta["calibration"]["n"] == 1 and "VNNI" in meta["cpu"] or "no u8s8" in meta["cpu"]
+    assert recipe_of(tiny) is None
+    with pytest.raises(ConfigError, match="calibration method"):
+        QuantRecipe(method="kl")
+    with pytest.raises(ConfigError, match="weight_bits"):
+        QuantRecipe(weight_bits=2)
+    with pytest.raises(ConfigError, match="unknown quantization recipe key 'bits'"):
+        QuantRecipe.from_dict({"bits": 4})
+    with pytest.raises(ConfigError, match="no node named"):
+        float_nodes(tiny, ["/nope/Conv"])
+    with pytest.raises(ConfigError, match="empty"):
+        quantize_model(tiny, [], QuantRecipe())
+
+
+def test_w4a8_stores_4bit_weights(tiny):
+    q = quantize_model(tiny, [x[None] for x in inputs(4)], QuantRecipe(weight_bits=4, method="minmax"))
+    four = [i for i in q.graph.initializer if i.data_type == onnx.TensorProto.INT4 and len(i.dims) == 4]
+    assert len(four) == 5
+    q8 = quantize_model(tiny, [x[None] for x in inputs(4)], QuantRecipe(weight_bits=8, method="minmax"))
+    xs = inputs(3, seed=5)
+    y = _run(tiny, xs)
+    e4, e8 = np.abs(_run(q, xs) - y).mean(), np.abs(_run(q8, xs) - y).mean()
+    assert e8 < e4 < 0.2  # coarser than INT8, far from garbage (an unrelated output is ~0.3 off)
+
+
+def test_reduce_range_follows_vnni(tmp_path):
+    def cpu(flags):
+        p = tmp_path / "cpuinfo"
+        p.write_text(f"processor : 0\nflags\t\t: {flags}\n")
+        return detect(p)
+
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("x86 flag logic")
+    assert cpu("sse2 avx2 fma").needs_reduce_range
+    assert not cpu("avx2 avx512f avx512_vnni").needs_reduce_range
+    assert not cpu("avx2 avx_vnni").needs_reduce_range
+
+
+def test_fused_kernels_agree_with_reference_arithmetic(tiny):
+    xs = inputs(8, seed=2)
+    q = quantize_model(tiny, [x[None] for x in xs[:6]], QuantRecipe(method="minmax", reduce_range=detect().needs_reduce_range))
+    res = kernel_agreement(q, xs[6:])
+    assert res["ok"], res
+    assert json.dumps(res)
