@@ -89,23 +89,18 @@ def test_shipped_weights_reach_the_issues_map():
 
 @shipped
 @pytest.mark.slow
-def test_shipped_weights_reproduce_their_card(tmp_path):
-    """Re-measures on the held-out test views of the card's spec (onnxruntime): read from the
-    project's view cache when a training run left them there, else regenerated from the seed."""
-    from pathlib import Path
-
-    from foveate.models.detector.data import ViewSpec
+def test_shipped_weights_hold_up_on_regenerated_test_views(tmp_path):
+    """Regenerates the first 160 views (5 worlds) of the card's test split from its seed and
+    re-measures with onnxruntime: catches a twin whose views drifted from what the weights
+    were trained and tested on. (``foveate eval detector`` reproduces the full split exactly.)"""
     from foveate.models.detector.pipeline import evaluate_weights
 
     card = json.loads(shipped_weights(".card.json").read_text())
-    spec = ViewSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["data"]["test_spec"].items()})
-    cache = Path(__file__).resolve().parents[3] / ".cache" / "detector"
-    name = f"views-{spec.seed}-{spec.n_views}-{spec.key()}.npz"
-    m = evaluate_weights(shipped_weights(".onnx"), cache_dir=cache if (cache / name).is_file() else tmp_path,
-                         progress=False)
     ref = card["metrics_test_onnxruntime"]
-    assert m["map50"] == pytest.approx(ref["map50"], abs=1e-6)
-    assert m["calibration"]["centre_ellipse_1sigma"] == pytest.approx(ref["calibration"]["centre_ellipse_1sigma"])
+    m = evaluate_weights(shipped_weights(".onnx"), n_views=160, cache_dir=tmp_path, progress=False)
+    assert m["map50"] == pytest.approx(ref["map50"], abs=0.12)
+    c = m["calibration"]
+    assert 0.55 <= c["centre_ellipse_1sigma"] <= 0.82 and 0.85 <= c["centre_ellipse_2sigma"] <= 0.99
 
 
 @shipped
