@@ -128,4 +128,15 @@ def run(quick: bool = False) -> list[Row]:
         rows.append(Row("quant/sltnet", f"weights: {weights}", 0, "", "sanity-run checkpoint" if weights != shipped
                         else "shipped"))
         rows += _model_rows(slt, quick)
+        from foveate.models.quant.energy import sltnet_energy
+
+        e = sltnet_energy(weights, slt.eval_inputs[:8 if quick else None])
+        c = e["counts"]
+        for table in ("fp32", "int8"):
+            rows.append(Row("quant/sltnet", f"energy per window, {table.upper()} table ({e[table]['mac_pj']} pJ MAC, "
+                            f"{e[table]['ac_pj']} pJ AC)", e[table]["snn_uj"], "uJ", "same network as an ANN",
+                            e[table]["ann_uj"] / e[table]["snn_uj"]))
+        rows.append(Row("quant/sltnet", "energy counts: real-input G MACs / G SOPs / mean spike-layer firing rate",
+                        c["macs_real_input_g"], "G MAC", f"{c['sops_g']:.4f} G SOP, rate "
+                        f"{c['mean_firing_rate_spike_layers']:.3f}"))
     return rows
