@@ -12,7 +12,7 @@ quantized op cost nothing; the remaining Q/DQ nodes are element-wise passes.
 
 SLTNet's exported graphs unroll T, so T is in the node list already; LIF steps appear as
 Mul/Add/Greater/Cast/Sub nodes, each an element-wise pass reading and writing the membrane.
-Shape-only nodes (Shape, Constant, Reshape, Unsqueeze, ...) cost a dispatch and nothing else.
+Constant nodes are skipped (folded at load); shape-only nodes (Shape, Reshape, Unsqueeze, ...) cost a dispatch and nothing else.
 The result is a lower bound for a runtime that reaches the peaks; compare with
 :func:`foveate.models.roofline.measure.profile_nodes`.
 """
@@ -167,7 +167,8 @@ def analyze(model: str | Path | bytes | onnx.ModelProto, batch: int = 1) -> list
 
     fused: set[str] = set()
     layers: list[Layer] = []
-    for n in proto.graph.node:
+    nodes = [n for n in proto.graph.node if n.op_type != "Constant"]  # constants are folded at load time
+    for n in nodes:
         if n.op_type in MATMUL_OPS:
             w, wb = weight_of(n.input[1])
             xin = n.input[0]
@@ -208,7 +209,7 @@ def analyze(model: str | Path | bytes | onnx.ModelProto, batch: int = 1) -> list
             layers.append(None)  # element-wise: after the fused set is known
     # second pass for element-wise nodes (Q/DQ fusion known now)
     out_layers: list[Layer] = []
-    for n, lay in zip(proto.graph.node, layers):
+    for n, lay in zip(nodes, layers):
         if lay is not None:
             out_layers.append(lay)
             continue
