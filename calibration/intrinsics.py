@@ -160,10 +160,15 @@ def intrinsics_board_poses(camera: PinholeCamera, board: BoardSpec, views: int, 
     cells = [((i + 0.5) / nx * w, (j + 0.5) / ny * h) for j in range(ny) for i in range(nx)]
     out = []
     c_board = np.array([(board.cols - 1) / 2 * board.square_mm, (board.rows - 1) / 2 * board.square_mm, 0.0])
+    # keep the whole printed board (pattern plus a one-square margin, tilted) inside the image
+    half_w = 0.5 * (board.cols + 3) * board.square_mm / distance_mm * camera.K[0, 0] * 1.25
+    half_h = 0.5 * (board.rows + 3) * board.square_mm / distance_mm * camera.K[1, 1] * 1.25
     for k in range(views):
         u, v = cells[k % len(cells)] if k < len(cells) else (rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h)
+        u = float(np.clip(u, min(half_w, w / 2), max(w - half_w, w / 2)))
+        v = float(np.clip(v, min(half_h, h / 2), max(h - half_h, h / 2)))
         ray = camera.normalised_rays(np.array([[u, v]]))[0]
-        centre = ray * distance_mm * rng.uniform(0.85, 1.15)
+        centre = ray / ray[2] * distance_mm * rng.uniform(0.95, 1.1)
         tilt = rng.uniform(15, 40) * np.array([np.cos(a := rng.uniform(0, 2 * np.pi)), np.sin(a)])
         R = np.eye(3)
         R = rotate_about(R[:, 0], np.deg2rad(tilt[0]), R.T).T
@@ -187,7 +192,7 @@ def capture_intrinsics(rig, out: str | Path, board: BoardSpec | None = None, cam
         dist_mm = 2000.0
         if board is None:
             fov_w = 2 * dist_mm * true_cam.width / 2 / true_cam.K[0, 0]
-            board = BoardSpec(9, 6, round(0.3 * fov_w / 10, 1))
+            board = BoardSpec(9, 6, round(0.25 * fov_w / 12, 1))
         poses = intrinsics_board_poses(true_cam, board, views, dist_mm, seed)
     else:
         if board is None:
