@@ -77,7 +77,7 @@ def fits(calibration_data):
     init = laser_in_model_frame(nominal_laser(), design, fit.model)  # the design, in the calibration's world
     obs = [StripeObservation(s.laser_deg, s.camera_deg, s.uv, fit.board_poses[s.pose], s.pose) for s in stripes]
     laser = calibrate_laser(fit.model, obs, init).fit.model
-    return fit, laser, joint_refine(views, fit, laser, stripes)
+    return fit, laser, joint_refine(views, fit, laser, stripes, max_nfev=10)
 
 
 def held_out_errors(calibration_data, fits):

@@ -30,7 +30,7 @@ from foveate.hardware.sim.light_section.surfaces import SceneGeometry
 log = logging.getLogger(__name__)
 
 #: Rays that moved less than this (rad) since the cached view reuse its cast.
-SAME_VIEW_RAD = 5e-4
+SAME_VIEW_RAD = 2e-4  # wobble peaks ~0.9e-4 optical; 2e-4 rad moves a surface point < 0.5 mm (< the margin)
 #: Extra margin (mm) when picking pixels near the sheet from a cached cast.
 CANDIDATE_MARGIN_MM = 0.6
 
