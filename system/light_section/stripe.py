@@ -10,7 +10,8 @@ Three methods, chosen by ``StripeParams.method``:
   two neighbours (background-subtracted).
 * ``steger``: Steger's Hessian method (TPAMI 20(2), 1998) in a region of
   interest: Gaussian derivatives (``steger_sigma``, at least the stripe's
-  half-width / sqrt(3)) at the coarse peak and its two neighbours; the line
+  half-width / sqrt(3)) at the coarse peak, and at its two neighbours where
+  the line point is not inside that pixel; the line
   normal is the Hessian's eigenvector of largest |eigenvalue|, the centre the
   zero of the first derivative along it, accepted when it lies within the
   pixel (|t n| <= 0.5), and intersected with the profile's row or column.
