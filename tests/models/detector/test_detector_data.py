@@ -8,12 +8,12 @@ from foveate.system.errors import FoveateError
 
 
 def test_same_spec_gives_identical_views_and_other_seed_differs():
-    spec = ViewSpec(n_views=6, seed=11, views_per_world=3)
+    spec = ViewSpec(n_views=6, seed=11, views_per_world=3, size=128)
     a, b = generate_views(spec, progress=False), generate_views(spec, progress=False)
-    assert a.images.shape == (6, 256, 256) and a.images.dtype == np.uint8
+    assert a.images.shape == (6, 128, 128) and a.images.dtype == np.uint8
     np.testing.assert_array_equal(a.images, b.images)
     np.testing.assert_array_equal(a.boxes, b.boxes)
-    c = generate_views(ViewSpec(n_views=6, seed=12, views_per_world=3), progress=False)
+    c = generate_views(ViewSpec(n_views=6, seed=12, views_per_world=3, size=128), progress=False)
     assert not np.array_equal(a.images, c.images)
 
 
