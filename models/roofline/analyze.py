@@ -118,11 +118,49 @@ def _fix_batch(proto: onnx.ModelProto, batch: int) -> onnx.ModelProto:
 
 def _shapes(proto: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], int]]:
     inferred = shape_inference.infer_shapes(proto, data_prop=True)
+    known = {vi.name for vi in inferred.graph.value_info}
+    if any(o not in known for n in inferred.graph.node for o in n.output if o):
+        return _shapes_by_running(proto)  # traced Reshape targets defeat static inference
     out = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         t = vi.type.tensor_type
         if t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim):
             out[vi.name] = (tuple(d.dim_value for d in t.shape.dim), t.elem_type)
+    for init in proto.graph.initializer:
+        out[init.name] = (tuple(init.dims), init.data_type)
+    return out
+
+
+def _shapes_by_running(proto: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Every tensor's shape from one onnxruntime run on zeros (no graph optimisation)."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    p = onnx.ModelProto()
+    p.CopyFrom(proto)
+    have = {o.name for o in p.graph.output}
+    for n in p.graph.node:
+        for o in n.output:
+            if o and o not in have:
+                p.graph.output.append(helper.make_empty_tensor_value_info(o))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(p.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    inits = {i.name for i in proto.graph.initializer}
+    feeds = {}
+    for i in proto.graph.input:
+        if i.name in inits:
+            continue
+        t = i.type.tensor_type
+        feeds[i.name] = np.zeros([d.dim_value for d in t.shape.dim], helper.tensor_dtype_to_np_dtype(t.elem_type))
+    names = [o.name for o in sess.get_outputs()]
+    out = {}
+    for name, v in zip(names, sess.run(names, feeds)):
+        v = np.asarray(v)
+        out[name] = (tuple(v.shape), helper.np_dtype_to_tensor_dtype(v.dtype))
+    for name, v in feeds.items():
+        out[name] = (tuple(v.shape), helper.np_dtype_to_tensor_dtype(v.dtype))
     for init in proto.graph.initializer:
         out[init.name] = (tuple(init.dims), init.data_type)
     return out
