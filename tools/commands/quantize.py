@@ -94,7 +94,9 @@ def run(args) -> int:
             raise ConfigError(f"{path}: inputs of shape {cand.shape[1:]}, the model wants {target.candidates.shape[1:]}")
     q, card = quantize(target.float_model, cand, plan, args.out, kind=target.name,
                        accuracy=target.accuracy if args.eval else None, check_inputs=target.eval_inputs[:4])
-    card["source"] = target.source
+    import sys
+
+    card = {"command": "foveate " + " ".join(sys.argv[1:]), **card, "source": target.source}
     recipe_path(args.out).write_text(json.dumps(card, indent=1, default=float) + "\n")
     chk = card.get("kernel_check")
     print(f"{args.out}: {target.name}, W{args.bits}A8, {args.method}, {card['calibration']['n']} calibration "
