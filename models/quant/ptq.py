@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -214,13 +214,6 @@ def recipe_of(model: str | Path | bytes | onnx.ModelProto) -> dict | None:
     """The ``foveate_quant`` metadata of a quantized model (None for a float model)."""
     meta = {p.key: p.value for p in _load(model).metadata_props}
     return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else None
-
-
-@dataclass
-class SessionSpec:
-    threads: int = 2
-    optimize: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def session(model: str | Path | bytes | onnx.ModelProto, threads: int = 2, optimize: bool = True):

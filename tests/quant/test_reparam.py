@@ -47,7 +47,6 @@ def test_partial_migration_is_exact_too():
 
 
 def test_lif_threshold_absorption_keeps_every_spike():
-    from foveate.models.sltnet.config import SLTNetConfig  # noqa: F401
     from foveate.models.sltnet.export import fold_for_inference, with_spikes
     from foveate.models.sltnet.model import SLTNet
 
