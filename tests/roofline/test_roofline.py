@@ -63,3 +63,18 @@ def test_cli_prints_table_and_plot(tmp_path, capsys):
     assert "| /c1/Conv | Conv | fp32 |" in out and (tmp_path / "r.png").stat().st_size > 1000
     assert main(["roofline", str(tmp_path / "missing.onnx")]) == 2
     assert "missing.onnx: model file not found" in capsys.readouterr().err
+
+
+def test_measured_times_attach_to_layers():
+    from foveate.models.roofline.analyze import attach_measured
+    from foveate.models.roofline.measure import profile_nodes
+
+    proto = export(TinyNet())
+    layers = predict(analyze(proto), load_hardware("local"))
+    per, wall_ms = profile_nodes(proto, {"x": inputs(1)[0][None]}, threads=1, runs=3)
+    unmatched = attach_measured(layers, per)
+    measured = [x for x in layers if x.measured_us is not None]
+    assert wall_ms > 0 and per and all(v >= 0 for v in per.values())
+    # every onnxruntime node lands on a layer (fused groups on the layer named after their output)
+    assert len(measured) >= 4 and unmatched <= sum(per.values())
+    assert {x.op for x in measured} & {"Conv", "Relu", "Sigmoid", "MaxPool", "Add"}
