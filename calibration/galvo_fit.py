@@ -23,7 +23,7 @@ Procedure (``fit_galvo``):
    (``robust_lm``; ``scipy.optimize.least_squares`` minimises the same
    objective but its exact trust-region step is an SVD of the whole
    Jacobian, ~10x slower here). The finite-difference Jacobian uses the
-   block structure: one evaluation per global parameter plus six for all
+   block structure: two evaluations per global parameter plus six for all
    board poses together.
 
 Parameterisation (per mirror, 7 numbers): axis direction ``u`` = normalised
@@ -35,13 +35,12 @@ to a shift along it, gauge 2); mirror tilt ``tau`` (normal at zero angle is
 
 Gauge 3: with free board poses, turning every board about axis 2 is the
 same as adding an angle offset to mirror 2, and (for mirror 1) turning
-mirror 2 and every board about axis 1 is the same as an offset of mirror 1.
-So the angle offsets (equivalently the zero-angle normals' azimuth about their
-axes) are not determined by the data. We fix ``offset_deg = 0`` and the
-azimuth of ``g(u)`` by a layout prior (each mirror folds the view by 90
-degrees, mirror 1 towards camera +y, mirror 2 towards camera -x, as in
-``nominal_xy_galvo_camera``). Rays are then right up to one rigid rotation
-of the scene: compare them in the frame of the zero-command view.
+mirror 2 and every board about axis 1 is the same as an offset of mirror 1 --
+exactly when the mirror surfaces contain their axes, otherwise observable only
+through the small surface offsets. We fix ``offset_deg = 0`` and start each
+normal at a 45-degree fold; which way each mirror folds is picked by fitting
+all four layouts briefly and keeping the best. Rays are then right up to one
+rigid rotation of the scene: compare them in the frame of the zero-command view.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.sparse import csr_matrix, diags, lil_matrix
+from scipy.sparse import csr_matrix, diags
 
 from foveate.calibration.errors import CalibrationError
 from foveate.calibration.galvo_geometry import GalvoCamera, Mirror, PinholeCamera, unit
@@ -354,19 +353,6 @@ class _Problem:
         indptr = np.arange(m + 1) * (ng + 6)
         return csr_matrix((data, cols, indptr), shape=(m, x.size))
 
-    def sparsity(self) -> lil_matrix:
-        counts = self.mask.sum(axis=1) * 2
-        m = int(counts.sum())
-        n = self.n_global + 6 * len(self.pose_names)
-        S = lil_matrix((m, n), dtype=np.int8)
-        row = 0
-        for i, c in enumerate(counts):
-            S[row : row + c, : self.n_global] = 1
-            p = self.n_global + 6 * self.view_pose[i]
-            S[row : row + c, p : p + 6] = 1
-            row += c
-        return S
-
     def param_names(self) -> list[str]:
         names = [f"camera.{n}" for n in self.fit_intrinsics]
         if self.fit_mirrors:
@@ -663,9 +649,9 @@ def _weak(sig: dict[str, float], model: GalvoCamera) -> list[str]:
 NOT_DETERMINED = [
     "world frame: fixed to the real camera frame (T_cw = identity)",
     "mirror1.offset_deg, mirror2.offset_deg and the zero-angle normals' azimuth about their axes: "
-    "with free board poses an angle offset equals a rotation of the whole scene; fixed to 0 by a "
-    "90-degree-fold layout prior, so absolute directions are known only up to one rotation "
-    "(compare rays in the zero-command view's frame)",
+    "with free board poses an angle offset equals a rotation of the whole scene (observable only through "
+    "the surface offsets); fixed to 0 with 45-degree folds, so absolute directions are known only up to "
+    "one rotation (compare rays in the zero-command view's frame; tie to the world with the wide-to-galvo map)",
     "mirror axis points along their axes: a point on an axis is defined only up to a shift along it; "
     "we store the point where each axis crosses a plane through its initial point",
 ]
