@@ -7,7 +7,8 @@ shipped file says how it was made). :func:`quantize_model` runs onnxruntime's
 
 Defaults follow the onnxruntime guidance for CPUs: QDQ format, asymmetric u8 activations,
 symmetric per-channel s8 weights. ``reduce_range="auto"`` uses 7-bit weights only on x86
-without VNNI (:mod:`foveate.models.quant.cpu`). Nodes that must stay in float are kept out:
+without VNNI (:mod:`foveate.models.quant.cpu`); ``u8u8=True`` (unsigned weights, no
+saturating u8×s8 pairs) is the other fix there, at full 8-bit weight resolution. Nodes that must stay in float are kept out:
 every node named ``/decode/...`` (the detector's decoding, sigmoid included), any
 Sigmoid/Softmax producing a graph output, plus ``exclude`` by name.
 
@@ -45,6 +46,7 @@ class QuantRecipe:
     per_channel: bool = True
     reduce_range: str | bool = "auto"   # auto: 7-bit weights only on x86 without VNNI
     activation_symmetric: bool = False  # u8 asymmetric activations (CPU guidance)
+    u8u8: bool = False                  # unsigned 8-bit weights too: the other fix for non-VNNI x86
     op_types: tuple[str, ...] | None = None  # None: every op onnxruntime can quantize
     exclude: tuple[str, ...] = ()       # node names kept in float, beside the automatic ones
     keep_head_float: bool = True        # the convs that produce graph outputs or feed float nodes stay float
@@ -59,12 +61,14 @@ class QuantRecipe:
             raise ConfigError(f"percentile {self.percentile}: expected a value in [90, 100]")
         if self.reduce_range not in ("auto", True, False):
             raise ConfigError(f"reduce_range {self.reduce_range!r}: expected auto, true or false")
+        if self.u8u8 and self.weight_bits != 8:
+            raise ConfigError("u8u8 applies to 8-bit weights only")
 
     def resolved_reduce_range(self) -> bool:
         if self.reduce_range == "auto":
             from foveate.models.quant.cpu import detect
 
-            return detect().needs_reduce_range and self.weight_bits == 8
+            return detect().needs_reduce_range and self.weight_bits == 8 and not self.u8u8
         return bool(self.reduce_range)
 
     def as_dict(self) -> dict:
@@ -192,7 +196,8 @@ def quantize_model(model: str | Path | bytes | onnx.ModelProto, calib: Sequence[
                         op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
                         per_channel=recipe.per_channel, reduce_range=reduce_range,
                         activation_type=QuantType.QInt8 if recipe.activation_symmetric else QuantType.QUInt8,
-                        weight_type=QuantType.QInt4 if recipe.weight_bits == 4 else QuantType.QInt8,
+                        weight_type=(QuantType.QInt4 if recipe.weight_bits == 4 else
+                                     QuantType.QUInt8 if recipe.u8u8 else QuantType.QInt8),
                         nodes_to_exclude=exclude, calibrate_method=method, extra_options=extra)
         q = onnx.load(str(dst))
     del q.metadata_props[:]

@@ -70,6 +70,16 @@ def test_w4a8_stores_4bit_weights(tiny):
     assert e8 < e4 < 0.2  # coarser than INT8, far from garbage (an unrelated output is ~0.3 off)
 
 
+def test_u8u8_weights_are_unsigned(tiny):
+    q = quantize_model(tiny, [x[None] for x in inputs(4)], QuantRecipe(method="minmax", u8u8=True))
+    w = [i for i in q.graph.initializer if len(i.dims) == 4 and i.name.endswith("_quantized")]
+    assert len(w) == 5 and all(i.data_type == onnx.TensorProto.UINT8 for i in w)  # the head stays float
+    assert recipe_of(q)["reduce_range"] is False
+    assert kernel_agreement(q, inputs(2, seed=3))["ok"]
+    with pytest.raises(ConfigError, match="u8u8"):
+        QuantRecipe(u8u8=True, weight_bits=4)
+
+
 def test_reduce_range_follows_vnni(tmp_path):
     def cpu(flags):
         p = tmp_path / "cpuinfo"

@@ -28,6 +28,7 @@ def add_arguments(p) -> None:
     p.add_argument("--bits", type=int, default=8, choices=[8, 4], help="weight bits: 8 (INT8) or 4 (W4A8)")
     p.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"],
                    help="7-bit weights: auto = only on x86 without VNNI")
+    p.add_argument("--u8u8", action="store_true", help="unsigned 8-bit weights (U8U8 kernels; for x86 without VNNI)")
     p.add_argument("--calib-size", type=int, default=64)
     p.add_argument("--select", default="eda", choices=["eda", "random", "all"])
     p.add_argument("--seed", type=int, default=0)
@@ -79,7 +80,7 @@ def run(args) -> int:
                          reduce_range={"auto": "auto", "on": True, "off": False}[args.reduce_range],
                          op_types=tuple(args.op_types.split(",")) if args.op_types else None,
                          exclude=tuple(x for x in args.exclude.split(",") if x),
-                         keep_head_float=not args.quantize_heads)
+                         keep_head_float=not args.quantize_heads, u8u8=args.u8u8)
     plan = Plan(recipe, args.calib_size, args.select, args.seed, args.equalize, args.alpha, args.corrupted, args.threads)
     target = _target(args)
     if args.calib == "twin":
