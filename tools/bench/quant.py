@@ -57,9 +57,11 @@ def _model_rows(target, quick: bool) -> list[Row]:
     rows: list[Row] = []
     metric = target.metric
     load0 = os.getloadavg()[0]
-    q8, card8 = quantize(target.float_model, target.candidates, Plan(QuantRecipe(), 64), kind=target.name,
+    ops = target.op_types
+    q8, card8 = quantize(target.float_model, target.candidates, Plan(QuantRecipe(op_types=ops), 64), kind=target.name,
                          check_inputs=target.eval_inputs[:4])
-    q4, _ = quantize(target.float_model, target.candidates, Plan(QuantRecipe(weight_bits=4), 64), kind=target.name)
+    q4, _ = quantize(target.float_model, target.candidates, Plan(QuantRecipe(weight_bits=4, op_types=ops), 64),
+                     kind=target.name)
     m8, m4 = q8.SerializeToString(), q4.SerializeToString()
     rows.append(Row(b, "model size FP32 / INT8 / W4A8", len(target.float_model) / 1e3, "kB",
                     f"INT8 {len(m8) / 1e3:.0f} kB, W4A8 {len(m4) / 1e3:.0f} kB"))
@@ -87,17 +89,17 @@ def _model_rows(target, quick: bool) -> list[Row]:
         return rows
     # calibration selection: EDA vs random, same size
     n = 16
-    eda, _ = quantize(target.float_model, target.candidates, Plan(QuantRecipe(), n, "eda"), kind=target.name)
+    eda, _ = quantize(target.float_model, target.candidates, Plan(QuantRecipe(op_types=ops), n, "eda"), kind=target.name)
     d_eda = acc - target.accuracy(eda.SerializeToString(), None)["score"]
     d_rnd = []
     for seed in range(1 if quick else 3):
-        r, _ = quantize(target.float_model, target.candidates, Plan(QuantRecipe(), n, "random", seed=seed),
+        r, _ = quantize(target.float_model, target.candidates, Plan(QuantRecipe(op_types=ops), n, "random", seed=seed),
                         kind=target.name)
         d_rnd.append(acc - target.accuracy(r.SerializeToString(), None)["score"])
     rows.append(Row(b, f"INT8 drop, {n} EDA-selected calibration samples", d_eda, "points",
                     f"random {n}: " + ", ".join(f"{d:+.2f}" for d in d_rnd)))
     # RepQuant-style equalisation before quantization
-    eq, eq_card = quantize(target.float_model, target.candidates, Plan(QuantRecipe(), 64, equalize=True),
+    eq, eq_card = quantize(target.float_model, target.candidates, Plan(QuantRecipe(op_types=ops), 64, equalize=True),
                            kind=target.name)
     rows.append(Row(b, "INT8 drop with conv->conv equalisation (alpha 0.5)",
                     acc - target.accuracy(eq.SerializeToString(), None)["score"], "points",

@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
     p.add_argument("--equalize", action="store_true", help="RepQuant-style conv->conv range equalisation first")
     p.add_argument("--alpha", type=float, default=0.5, help="equalisation migration strength (0..1)")
     p.add_argument("--corrupted", type=float, default=0.0, help="share of calibration samples corrupted (0..1)")
-    p.add_argument("--op-types", default=None, help="comma-separated op types to quantize (default: all supported)")
+    p.add_argument("--op-types", default=None, help="comma-separated op types to quantize (default: all supported; SLTNet: Conv,ConvTranspose,Reshape)")
     p.add_argument("--exclude", default="", help="comma-separated node names kept in float")
     p.add_argument("--quantize-heads", action="store_true", help="also quantize the convs producing the outputs")
     p.add_argument("--data", type=Path, default=None, help="SLTNet twin cache folder (default: from the checkpoint's card)")
@@ -81,8 +81,12 @@ def run(args) -> int:
                          op_types=tuple(args.op_types.split(",")) if args.op_types else None,
                          exclude=tuple(x for x in args.exclude.split(",") if x),
                          keep_head_float=not args.quantize_heads, u8u8=args.u8u8)
-    plan = Plan(recipe, args.calib_size, args.select, args.seed, args.equalize, args.alpha, args.corrupted, args.threads)
     target = _target(args)
+    if not args.op_types and target.op_types:
+        from dataclasses import replace
+
+        recipe = replace(recipe, op_types=target.op_types)
+    plan = Plan(recipe, args.calib_size, args.select, args.seed, args.equalize, args.alpha, args.corrupted, args.threads)
     if args.calib == "twin":
         cand = target.candidates
     else:
