@@ -47,7 +47,8 @@ def capture_galvo(rig, out: str | Path, board: BoardSpec | None = None, camera_r
                   galvo_role: str = "search_galvo", intrinsics: PinholeCamera | None = None,
                   grid: tuple[int, int] = (6, 5), local: int = 3, step_deg: float | None = None,
                   distances_mm=(800.0, 1000.0, 1300.0), tilt_deg: float = 25.0, seed: int = 0,
-                  ask: Ask | None = None, progress: bool = True, settle_timeout_s: float = 0.05) -> CaptureSummary:
+                  ask: Ask | None = None, progress: bool = True, settle_timeout_s: float = 0.05,
+                  dwell_s: float = 0.005) -> CaptureSummary:
     """Drive the galvo through a capture plan and save every image (see ``capture_plan``).
 
     ``rig`` must be open. ``intrinsics`` (known from ``foveate calibrate
@@ -84,6 +85,7 @@ def capture_galvo(rig, out: str | Path, board: BoardSpec | None = None, camera_r
     meta["plan"] = {"grid": list(grid), "local": local, "step_deg": float(_step(plan)), "hfov_deg": hfov_deg(nominal),
                     "distances_mm": [float(d) for d in distances_mm], "tilt_deg": tilt_deg}
     skipped: list[str] = []
+    order_rng = np.random.default_rng(seed + 1)
     total = sum(len(p.commands) for p in plan)
     with CaptureWriter(out, board, intrinsics, meta) as writer, \
             tqdm(total=total, desc="capturing", unit="img", disable=not progress, leave=False) as bar:
@@ -93,9 +95,11 @@ def capture_galvo(rig, out: str | Path, board: BoardSpec | None = None, camera_r
                     skipped.append(pl.name)
                     bar.update(len(pl.commands))
                     continue
-                for tx, ty in pl.commands:
+                for i in order_rng.permutation(len(pl.commands)):
+                    tx, ty = pl.commands[i]
                     galvo.move_to(tx, ty)
                     galvo.wait_settled(settle_timeout_s)
+                    rig.clock.sleep_s(dwell_s * (1.0 + order_rng.uniform()))
                     frame = cam_dev.read()
                     writer.add(frame.image, pl.name, tx, ty)
                     bar.update(1)
