@@ -36,3 +36,20 @@ def test_run_writes_summary_and_picture(tmp_path, capsys):
     assert summary["wide_frames"] >= 3
     png = (out / "overview.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_command_builds_its_options():
+    from foveate.tools.cli import build_parser
+
+    parser = build_parser([], all_commands=True)
+    assert parser.format_help()
+
+
+def test_light_commands_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from foveate.tools.cli import main; main(['devices']); "
+            "assert 'torch' not in sys.modules, 'foveate devices imported torch'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

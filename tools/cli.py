@@ -27,7 +27,17 @@ def _command_modules():
     return sorted(mods, key=lambda m: m.NAME)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv: list[str] | None, names: set[str]) -> str | None:
+    """The subcommand named on the command line, if any (first token that is a command name)."""
+    for tok in sys.argv[1:] if argv is None else argv:
+        if tok in names:
+            return tok
+    return None
+
+
+def build_parser(argv: list[str] | None = None, all_commands: bool = False) -> argparse.ArgumentParser:
+    """The CLI parser. Only the requested subcommand's options are built (some import torch),
+    unless ``all_commands`` is set."""
     parser = argparse.ArgumentParser(
         prog="foveate",
         description="Real-time edge vision: wide-area cameras, event cameras and a galvo-steered search camera. "
@@ -36,16 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"foveate {__version__}")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="warning", help="logging threshold (default: warning)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in _command_modules():
+    mods = _command_modules()
+    wanted = _requested_command(argv, {m.NAME for m in mods})
+    for mod in mods:
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         p.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        mod.add_arguments(p)
+        if all_commands or mod.NAME == wanted:
+            mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
