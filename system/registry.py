@@ -48,16 +48,22 @@ def backend_names(kind: str) -> list[str]:
     return sorted(names)
 
 
-def _import(target: str, where: str):
-    module_name, _, attr = target.partition(":")
+def import_object(target: str, where: str):
+    """The object named ``package.module:Name``; ``ConfigError`` naming ``where`` otherwise.
+
+    The one way the project loads code named in a config file (backends, scenes, models).
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"{where}: expected 'package.module:Class', got {target!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import backend module '{module_name}': {exc}") from exc
+        raise ConfigError(f"{where}: cannot import '{module_name}': {exc}") from exc
     try:
         return getattr(module, attr)
     except AttributeError:
-        raise ConfigError(f"{where}: module '{module_name}' has no backend class '{attr}'") from None
+        raise ConfigError(f"{where}: module '{module_name}' has no '{attr}'") from None
 
 
 def resolve_backend(kind: str, backend: str, where: str = "backend"):
@@ -65,9 +71,9 @@ def resolve_backend(kind: str, backend: str, where: str = "backend"):
     from foveate.drivers.device import Device
 
     if ":" in backend:
-        cls = _import(backend, where)
+        cls = import_object(backend, where)
     elif backend in BUILTIN_BACKENDS.get(kind, {}):
-        cls = _import(BUILTIN_BACKENDS[kind][backend], where)
+        cls = import_object(BUILTIN_BACKENDS[kind][backend], where)
     else:
         matches = [ep for ep in entry_points(group="foveate.backends") if ep.name == f"{kind}.{backend}"]
         if not matches:

@@ -15,7 +15,6 @@ reference scene) is only imported when asked for.
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from foveate.system.errors import ConfigError
+from foveate.system.registry import import_object
 
 #: DDD17's six classes; class id = index. Scenes, label maps and boxes all use these ids.
 CLASSES = ("flat", "construction+sky", "object", "nature", "human", "vehicle")
@@ -66,15 +66,7 @@ def scene_class(name: str, where: str = "sim.scene") -> type:
     target = SCENES.get(name, name if ":" in name else None)
     if target is None:
         raise ConfigError(f"{where}: unknown scene '{name}' (expected one of: {', '.join(SCENES)}, or 'package.module:Class')")
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{where}: scene '{name}' cannot be imported from '{module_name}': {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"{where}: module '{module_name}' has no scene class '{attr}'") from None
+    return import_object(target, f"{where} '{name}'")
 
 
 def make_scene(name: str, seed: int = 0, where: str = "sim", **settings: Any):

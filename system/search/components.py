@@ -19,24 +19,10 @@ import logging
 from pathlib import Path
 
 from foveate.system.errors import ConfigError
+from foveate.system.registry import import_object
 from foveate.system.search.geometry import LinearGeometry, SearchGeometry
 
 log = logging.getLogger(__name__)
-
-
-def import_object(target: str, where: str):
-    """The object ``package.module:Name``; ``ConfigError`` naming ``where`` otherwise."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"{where}: expected 'package.module:Class', got {target!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{where}: cannot import '{module_name}': {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"{where}: module '{module_name}' has no '{attr}'") from None
 
 
 def _construct(cls, rig, settings: dict, where: str):
