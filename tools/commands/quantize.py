@@ -99,9 +99,14 @@ def run(args) -> int:
             raise ConfigError(f"{path}: inputs of shape {cand.shape[1:]}, the model wants {target.candidates.shape[1:]}")
     q, card = quantize(target.float_model, cand, plan, args.out, kind=target.name,
                        accuracy=target.accuracy if args.eval else None, check_inputs=target.eval_inputs[:4])
+    import os
     import sys
 
-    card = {"command": "foveate " + " ".join(sys.argv[1:]), **card, "source": target.source}
+    # Recipes ship with the weights: record the source relative to the working folder, not this machine.
+    source = str(target.source)
+    if os.path.isabs(source) and not os.path.relpath(source).startswith(".."):
+        source = os.path.relpath(source)
+    card = {"command": "foveate " + " ".join(sys.argv[1:]), **card, "source": source}
     recipe_path(args.out).write_text(json.dumps(card, indent=1, default=float) + "\n")
     chk = card.get("kernel_check")
     print(f"{args.out}: {target.name}, W{args.bits}A8, {args.method}, {card['calibration']['n']} calibration "
