@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from foveate.calibration.capture_set import CameraFile, camera_from_mapping, camera_to_mapping, read_yaml, validate
+from foveate.calibration.capture_set import CameraFile, camera_from_mapping, camera_to_mapping, validate
+from foveate.system.config import read_yaml
 from foveate.calibration.galvo_geometry import GalvoCamera, Mirror, PinholeCamera
 from foveate.system import __version__
 from foveate.system.errors import ConfigError

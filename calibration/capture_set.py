@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from foveate.calibration.board import BoardSpec
 from foveate.calibration.errors import CalibrationError
 from foveate.calibration.galvo_geometry import PinholeCamera
-from foveate.system.config import format_validation_error
+from foveate.system.config import format_validation_error, read_yaml
 from foveate.system.errors import ConfigError
 
 CAPTURES_CSV = "captures.csv"
@@ -58,22 +58,6 @@ class CameraFile(_Strict):
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     dist: list[float] = Field(default_factory=lambda: [0.0] * 5, min_length=5, max_length=5)
-
-
-def read_yaml(path: Path, what: str) -> Any:
-    """Parse a YAML file; ``ConfigError`` naming the file (and line) on failure."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{path}: {where}invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
 
 
 def validate(model: type[BaseModel], data: Any, source: str, prefix: tuple = ()) -> Any:

@@ -140,13 +140,18 @@ def format_validation_error(source: str, exc: ValidationError, model: type[BaseM
     return f"{source}: {key}: {msg}{more}"
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: str | Path, what: str = "rig file") -> Any:
+    """Parse a YAML file; ``ConfigError`` naming the file (and line, column) on failure.
+
+    The one YAML reader for user files (rigs, calibrations, captures).
+    """
+    path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: rig file not found") from None
+        raise ConfigError(f"{path}: {what} not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read rig file: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -205,5 +210,5 @@ def load_rig(path: str | Path | None = None) -> RigConfig:
     p = default_rig_path() if path is None else Path(path).expanduser()
     if p.is_dir():
         raise ConfigError(f"{p}: is a directory, expected a rig YAML file")
-    data = _read_yaml(p)
+    data = read_yaml(p)
     return parse_rig(data, source=str(p), rig_dir=p.resolve().parent)

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from foveate.calibration.light_section.laser_model import DynamicLaser
 from foveate.system import __version__
 from foveate.system.config import format_validation_error
+from foveate.system.config import read_yaml
 from foveate.system.errors import ConfigError
 
 SCHEMA = "foveate-laser-calibration/1"
@@ -121,14 +122,7 @@ def save_laser_calibration(path: str | Path, model: DynamicLaser, residuals: dic
 def load_laser_calibration(path: str | Path) -> tuple[DynamicLaser, dict]:
     """The model and the whole file's content (residuals, joint block) from a laser calibration file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: laser calibration file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{path}: {where}invalid YAML") from None
+    data = read_yaml(path, "laser calibration file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     if data.get("schema") != SCHEMA:
