@@ -41,8 +41,10 @@ import json
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -84,6 +86,44 @@ def _write_durable(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def recording_root(path: Path) -> Path | None:
+    """The recording folder ``path`` is or lies in (it or a parent holds ``recording.json``), else None."""
+    p = Path(path).absolute()
+    for d in (p, *p.parents):
+        if (d / "recording.json").is_file():
+            return d
+    return None
+
+
+def check_recording_target(path: Path, force: bool) -> bool:
+    """Whether ``path`` may receive a new recording; True when an old recording must be removed first.
+
+    A non-empty folder is refused without ``force``; with ``force`` only a recording is replaced
+    (never another folder), and never a folder inside another recording.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RecordingError(f"{path}: exists and is not a folder (a recording is a folder)")
+    outer = recording_root(path.parent) if path.parent != path else None
+    if outer is not None:
+        raise RecordingError(f"{path}: lies inside the recording {outer}; choose a folder outside it")
+    if path.exists() and any(path.iterdir()):
+        if not force:
+            raise RecordingError(f"{path}: exists and is not empty (use --force to overwrite the recording)")
+        if not (path / "recording.json").exists():
+            raise RecordingError(f"{path}: not a recording; refusing to delete it even with --force")
+        return True
+    return False
+
+
+def check_not_in_recording(path: Path, what: str) -> None:
+    """Refuse to write other outputs (``what``, e.g. ``--out``) into a recording folder."""
+    root = recording_root(path)
+    if root is not None:
+        raise RecordingError(f"{path}: {what} lies in the recording {root}; a recording is never written "
+                             "into after its run: choose another folder")
+
+
 class _Chunk:
     """Records of one window, by stream and field."""
 
@@ -117,11 +157,7 @@ class Recorder(LoopObserver):
     def __init__(self, path: Path, rig_config, force: bool = False, loop: str = "ppm", chunk_period_s: float = 0.1,
                  max_pending: int = 8) -> None:
         self.path = Path(path)
-        if self.path.exists() and any(self.path.iterdir()):
-            if not force:
-                raise RecordingError(f"{self.path}: exists and is not empty (use --force to overwrite the recording)")
-            if not (self.path / "recording.json").exists():
-                raise RecordingError(f"{self.path}: not a recording; refusing to delete it even with --force")
+        if check_recording_target(self.path, force):
             shutil.rmtree(self.path)
         self.rig_config = rig_config
         self.loop_kind = loop
@@ -295,40 +331,107 @@ class Recorder(LoopObserver):
 
 
 # -------------------------------------------------------------------- reading
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_manifest(m, where: Path) -> None:
+    """The manifest keys readers rely on, with their types; ``RecordingError`` naming the first bad one."""
+    if not isinstance(m, dict):
+        raise RecordingError(f"{where}: expected a JSON object, got {type(m).__name__}")
+    if m.get("format") != FORMAT:
+        raise RecordingError(f"{where}: format is {m.get('format')!r}, expected {FORMAT!r}")
+    if m.get("version") != VERSION:
+        raise RecordingError(f"{where}: version {m.get('version')!r} (this foveate reads version {VERSION})")
+    need = {"t0_ns": (_is_int, "an integer (ns)"),
+            "chunk_period_s": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+                               "a number > 0 (s)"),
+            "rig": (lambda v: isinstance(v, dict), "a mapping (the rig config)"),
+            "loop": (lambda v: isinstance(v, str), "a string"),
+            "settings": (lambda v: isinstance(v, dict), "a mapping (search settings)"),
+            "galvo": (lambda v: isinstance(v, dict), "a mapping"),
+            "cameras": (lambda v: isinstance(v, dict), "a mapping")}
+    for key, (ok, expected) in need.items():
+        if key not in m:
+            raise RecordingError(f"{where}: {key}: required key is missing (expected {expected})")
+        if not ok(m[key]):
+            raise RecordingError(f"{where}: {key}: expected {expected}, got {m[key]!r}"[:300])
+
+
+def _index_entry_problem(e, n: int, prev_t1_ns: int | None) -> str | None:
+    """Why index line number ``n`` is not a valid entry for chunk ``n`` (None when it is)."""
+    if not isinstance(e, dict):
+        return f"expected a JSON object, got {type(e).__name__}"
+    if e.get("chunk") != n or not _is_int(e.get("chunk")):
+        return f"chunk: expected {n}, got {e.get('chunk')!r}"
+    if e.get("file") != f"chunks/{n:06d}.npz":
+        return f"file: expected 'chunks/{n:06d}.npz', got {e.get('file')!r}"
+    for k in ("t0_ns", "t1_ns", "bytes"):
+        if not _is_int(e.get(k)):
+            return f"{k}: expected an integer, got {e.get(k)!r}"
+    if e["t1_ns"] <= e["t0_ns"]:
+        return f"t1_ns {e['t1_ns']} is not after t0_ns {e['t0_ns']}"
+    if prev_t1_ns is not None and e["t0_ns"] < prev_t1_ns:
+        return f"t0_ns {e['t0_ns']} overlaps the previous chunk (ends at {prev_t1_ns})"
+    if not isinstance(e.get("sha256"), str) or not _HEX64.match(e["sha256"]):
+        return f"sha256: expected 64 lower-case hex digits, got {e.get('sha256')!r}"
+    counts = e.get("counts")
+    if not isinstance(counts, dict) or not all(isinstance(k, str) and _is_int(v) and v >= 0 for k, v in counts.items()):
+        return f"counts: expected a mapping of stream -> record count, got {counts!r}"
+    return None
+
+
 class Recording:
-    """A recording directory opened for reading; only indexed, intact chunks are trusted."""
+    """A recording directory opened for reading; only indexed, intact chunks are trusted.
+
+    Reading stops at the first index line that is partial, malformed or whose chunk is missing
+    or fails its size and sha256 check: everything before it is intact (``chunks``), the rest is
+    described in ``problems``. ``index_bytes_trusted`` is where the trusted index ends.
+    """
 
     def __init__(self, path: Path, verify: bool = True) -> None:
         self.path = Path(path)
+        if not self.path.is_dir():
+            raise RecordingError(f"{self.path}: not a recording (not a folder)")
         mf = self.path / "recording.json"
         if not mf.is_file():
             raise RecordingError(f"{self.path}: not a recording (no recording.json)")
         try:
-            self.manifest = json.loads(mf.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RecordingError(f"{mf}: unreadable manifest: {exc}") from None
-        if self.manifest.get("format") != FORMAT:
-            raise RecordingError(f"{mf}: format is {self.manifest.get('format')!r}, expected {FORMAT!r}")
-        if self.manifest.get("version") != VERSION:
-            raise RecordingError(f"{mf}: version {self.manifest.get('version')} (this foveate reads version {VERSION})")
+            self.manifest = json.loads(mf.read_bytes())
+        except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise RecordingError(f"{mf}: unreadable manifest: {str(exc).splitlines()[0]}") from None
+        _check_manifest(self.manifest, mf)
         self.chunks: list[dict] = []
         self.problems: list[str] = []
         idx = self.path / "index.jsonl"
         raw = idx.read_bytes() if idx.is_file() else b""
+        self.index_bytes_total = len(raw)
         offset = 0
+        prev_t1 = None
         for line in raw.split(b"\n"):
             end = offset + len(line) + 1
             if not line.strip():
+                if line:  # blank filler (e.g. spaces): not written by the recorder
+                    self.problems.append(f"{idx}: byte {offset}: blank index line ignored with all after it")
+                    break
                 offset = end
                 continue
             complete = end <= len(raw)
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
-                self.problems.append(f"{idx}: byte {offset}: {'partial' if not complete else 'corrupt'} index line ignored")
+            except ValueError:
+                kind = "partial" if not complete else "corrupt"
+                self.problems.append(f"{idx}: byte {offset}: {kind} index line ignored with all after it")
                 break
             if not complete:
                 self.problems.append(f"{idx}: byte {offset}: index line without newline ignored")
+                break
+            why = _index_entry_problem(entry, len(self.chunks), prev_t1)
+            if why is not None:
+                self.problems.append(f"{idx}: byte {offset}: malformed index line ({why}); the recording ends before it")
                 break
             f = self.path / entry["file"]
             if not f.is_file():
@@ -340,7 +443,9 @@ class Recording:
                     self.problems.append(f"{f}: checksum mismatch; the recording ends before it")
                     break
             self.chunks.append(entry)
+            prev_t1 = entry["t1_ns"]
             offset = end
+        self.index_bytes_trusted = min(offset, len(raw))
         self.closed = (self.path / "closed.json").is_file()
 
     @property
@@ -359,8 +464,13 @@ class Recording:
         return dict(out)
 
     def load_chunk(self, entry: dict) -> dict[str, np.ndarray]:
-        with np.load(self.path / entry["file"], allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        f = self.path / entry["file"]
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise RecordingError(f"{f}: unreadable chunk: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+                from None
 
     def stream(self, name: str) -> dict[str, np.ndarray]:
         """Every field of one stream, concatenated over the chunks (empty dict when never recorded)."""
@@ -372,9 +482,13 @@ class Recording:
                 s, _, field = k.partition(".")
                 if s == name:
                     parts[field].append(v)
-        return {k: np.concatenate(v) for k, v in parts.items()}
+        try:
+            return {k: np.concatenate(v) for k, v in parts.items()}
+        except ValueError as exc:
+            raise RecordingError(f"{self.path}: stream {name!r}: chunks do not fit together: {exc}") from None
 
     def summary(self) -> dict:
+        rig = self.manifest["rig"]
         return {"path": str(self.path), "chunks": len(self.chunks), "closed_cleanly": self.closed,
                 "seconds": round((self.t1_ns - self.t0_ns) * 1e-9, 6), "counts": self.counts(),
-                "problems": self.problems, "loop": self.manifest.get("loop"), "rig": self.manifest["rig"].get("name")}
+                "problems": self.problems, "loop": self.manifest.get("loop"), "rig": rig.get("name")}

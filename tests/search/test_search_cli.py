@@ -47,6 +47,13 @@ def test_sigkill_mid_run_keeps_every_completed_chunk(tmp_path):
     ev = r.stream("events")
     assert np.array_equal(ev["t_start_us"][1:], ev["t_end_us"][:-1])  # event packets tile time
     assert len(ev["events"]) == int(ev["count"].sum())
+    # foveate record verify: damaged (killed before closing), every indexed chunk intact, exit 1.
+    from foveate.system.search.verify import verify_recording
+
+    rep = verify_recording(rec)
+    assert rep["damaged"] and rep["truncated_tail"] and rep["chunks_ok"] == len(r.chunks)
+    assert rep["seconds"] == round((r.t1_ns - r.t0_ns) * 1e-9, 6)
+    assert main(["record", "verify", "--quick", str(rec)]) == 1
 
 
 def test_record_then_replay_from_the_command_line(tmp_path, capsys):

@@ -42,7 +42,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from foveate.system.search.recorder import check_not_in_recording
+
     src: Path = args.source
+    if args.out is not None:
+        check_not_in_recording(args.out, "--out")
     if src.is_dir():
         return _replay_folder(args)
     if not src.is_file():
@@ -54,11 +58,13 @@ def _replay_folder(args) -> int:
     """A run recording (``foveate run --record DIR``): re-run the search loop on it (docs/search.md)."""
     if not (args.source / "recording.json").is_file():
         raise ConfigError(f"{args.source}: a folder but not a run recording (no recording.json)")
+    from foveate.system.search.recorder import check_not_in_recording
     from foveate.system.search.replay import replay
     from foveate.system.search.report import write_outputs
 
     loop, report = replay(args.source, models=args.models, progress=not args.no_progress)
     out = args.out or Path("out") / "replay" / args.source.name
+    check_not_in_recording(out, "--out")
     summary, pictures = write_outputs(loop, out, extra={"replay": report})
     print(json.dumps(report, indent=1))
     print(f"wrote {out}/summary.json")

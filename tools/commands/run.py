@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from foveate.system.errors import FoveateError
@@ -61,6 +62,20 @@ def build_observers(rig, loop_kind: str, out: Path | None, record: Path | None =
     return observers, evaluator, snap, recorder
 
 
+def check_outputs(out: Path, record: Path | None, force: bool) -> None:
+    """Before anything runs: --out never goes into a recording, --record never overwrites without --force."""
+    from foveate.system.search.recorder import RecordingError, check_not_in_recording, check_recording_target
+
+    check_not_in_recording(out, "--out")
+    if record is None:
+        return
+    o, r = out.absolute(), record.absolute()
+    if o == r or r in o.parents:
+        raise RecordingError(f"--out {out} lies in --record {record}: a recording holds only recorded data; "
+                             "choose separate folders")
+    check_recording_target(record, force)
+
+
 def run(args) -> int:
     from foveate.system.clock import MonotonicClock
     from foveate.system.config import load_rig
@@ -68,8 +83,9 @@ def run(args) -> int:
     from foveate.system.search.report import write_outputs
     from foveate.system.search.scheduler import SearchLoop
 
-    if not args.seconds > 0:
-        raise FoveateError(f"--seconds must be > 0, got {args.seconds}")
+    if not (args.seconds > 0 and math.isfinite(args.seconds)):
+        raise FoveateError(f"--seconds must be a finite number > 0, got {args.seconds}")
+    check_outputs(args.out, args.record, args.force)
     cfg = load_rig(args.config)
     rig = Rig(cfg, clock=MonotonicClock() if args.realtime else None)
     with rig:
