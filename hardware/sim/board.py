@@ -8,10 +8,11 @@ Square (a, b) (the one whose top-left corner is ``(a, b) * square_mm``,
 a, b >= -1) is black when ``a + b`` is even, so the corner squares are black.
 ``T_wb`` maps board coordinates to the rig frame (mm).
 
-Rendering intersects each pixel's ray with the board plane; pixels whose
-footprint may hold an edge (near a square edge or the board border) are
-supersampled ``ss x ss`` with their own sub-pixel rays, so edges are
-anti-aliased without bias and corners land where the geometry says.
+Rendering intersects the rays through every pixel's corners with the board
+plane; pixels whose four corners do not all fall in one square (those crossed
+by a square edge or the board border) are supersampled ``ss x ss`` with their
+own sub-pixel rays, so edges are anti-aliased without bias and corners land
+where the geometry says; every other pixel takes its square's value exactly.
 """
 
 from __future__ import annotations
@@ -83,38 +84,52 @@ def _shade(board: Board, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> tuple[n
     return np.where(black, BLACK, WHITE).astype(np.float32), hit
 
 
-def composite_board(board: Board, inten: np.ndarray, labels: np.ndarray, origin: np.ndarray, dirs: np.ndarray,
+def _region(board: Board, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Region of board coordinates (int64): -1 off the board, 0 the white margin, 1 + k for pattern square k.
+
+    Every region is convex (a square, the margin's inside is never tested alone: a
+    pixel is uniform only when all four of its corners share one region).
+    """
+    s = board.square_mm
+    x0, x1, y0, y1 = board.extent_mm
+    with np.errstate(invalid="ignore"):
+        hit = (t > 0) & (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    a = np.floor(np.nan_to_num(x / s, nan=-9.0, posinf=-9.0, neginf=-9.0))
+    b = np.floor(np.nan_to_num(y / s, nan=-9.0, posinf=-9.0, neginf=-9.0))
+    pattern = hit & (a >= -1) & (a <= board.cols - 1) & (b >= -1) & (b <= board.rows - 1)
+    cell = 1 + (np.clip(a, -1, board.cols - 1) + 1) * (board.rows + 1) + np.clip(b, -1, board.rows - 1) + 1
+    return np.where(pattern, cell, np.where(hit, 0, -1)).astype(np.int64)
+
+
+def composite_board(board: Board, inten: np.ndarray, labels: np.ndarray,
                     subpixel_rays: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], ss: int = 6) -> np.ndarray:
     """Draw ``board`` over ``inten``/``labels`` (H, W) in place; returns the coverage (H, W) float32.
 
     Args:
-        origin, dirs: the pixel-centre rays (3,), (H, W, 3) in the rig frame.
-        subpixel_rays: pixel positions (N, 2) -> (origin (3,), unit dirs (N, 3)), the camera's exact model.
-        ss: supersampling per side for edge pixels.
+        subpixel_rays: pixel positions (N, 2) -> (origin (3,), unit dirs (N, 3)) in the rig frame, the
+            camera's exact model (pixel centres at integer positions).
+        ss: supersampling per side for pixels that hold an edge.
+
+    The rays through the pixel *corners* decide which pixels need supersampling:
+    a pixel whose four corners fall in one region (one square, the margin, or
+    off the board) lies wholly inside it (regions are convex and a pixel's
+    footprint is a convex quadrilateral to far below a pixel), so its value is
+    exact without samples. Only pixels crossed by a square edge or the board's
+    border (a few in ten of the board's pixels) are sampled ``ss x ss``.
     """
     H, W = inten.shape
-    x, y, t = _intersect(board, origin, dirs)
-    shade, hit = _shade(board, x, y, t)
-    cover = hit.astype(np.float32)
-    if not hit.any():
-        return cover
-    # Footprint of a pixel on the board, from neighbour differences.
-    fx = np.maximum(np.abs(np.gradient(np.nan_to_num(x), axis=1)), np.abs(np.gradient(np.nan_to_num(x), axis=0)))
-    fy = np.maximum(np.abs(np.gradient(np.nan_to_num(y), axis=1)), np.abs(np.gradient(np.nan_to_num(y), axis=0)))
-    fp = np.maximum(fx, fy) * 1.5 + 1e-9
-    s = board.square_mm
-    x0, x1, y0, y1 = board.extent_mm
-    dx_line = np.abs(x / s - np.round(x / s)) * s
-    dy_line = np.abs(y / s - np.round(y / s)) * s
-    near_border = (np.minimum(np.abs(x - x0), np.abs(x - x1)) < fp) | (np.minimum(np.abs(y - y0), np.abs(y - y1)) < fp)
-    edge = ((dx_line < fp) | (dy_line < fp) | near_border) & np.isfinite(x) & np.isfinite(y)
-    # Grow by one pixel so rays that miss at the centre but hit part of the pixel are sampled too.
-    grown = edge | hit
-    grown[1:, :] |= edge[:-1, :]
-    grown[:-1, :] |= edge[1:, :]
-    grown[:, 1:] |= edge[:, :-1]
-    grown[:, :-1] |= edge[:, 1:]
-    edge = grown & ~(hit & ~edge)
+    cu, cv = np.meshgrid(np.arange(W + 1) - 0.5, np.arange(H + 1) - 0.5)
+    o, d = subpixel_rays(np.stack([cu.ravel(), cv.ravel()], axis=1))
+    x, y, t = _intersect(board, o, d)
+    reg = _region(board, x, y, t).reshape(H + 1, W + 1)
+    r00 = reg[:-1, :-1]
+    edge = (r00 != reg[:-1, 1:]) | (r00 != reg[1:, :-1]) | (r00 != reg[1:, 1:])
+    inside = ~edge & (r00 >= 0)
+    cover = inside.astype(np.float32)
+    shade = np.full((H, W), WHITE, np.float32)
+    k = r00 - 1  # pattern square index (a + 1) * (rows + 1) + (b + 1), black when a + b is even
+    black = inside & (r00 > 0) & ((k // (board.rows + 1) + k % (board.rows + 1)) % 2 == 0)
+    shade[black] = BLACK
     vv, uu = np.nonzero(edge)
     if vv.size:
         off = (np.arange(ss) + 0.5) / ss - 0.5

@@ -196,7 +196,7 @@ class FixedView:
         if board is not None:
             if labels is None:
                 labels = np.zeros(inten.shape, np.uint8)
-            composite_board(board, inten, labels, self.origin, self.dirs, self.subpixel_rays)
+            composite_board(board, inten, labels, self.subpixel_rays)
         return Render(inten, labels, boxes)
 
     def _vibrated_static(self, scene: PanoramaScene, pan_deg: float, tilt_deg: float, with_labels: bool):
@@ -331,10 +331,7 @@ class GalvoView:
             labels = np.array(labels, dtype=np.uint8)
             boxes = []
         if board is not None:
-            if dirs is None:
-                dirs = self.pixel_dirs(R)
-            composite_board(board, inten, labels, origin, dirs,
-                            lambda uv: self.gcam.pixel_rays(uv, theta_x_deg, theta_y_deg))
+            composite_board(board, inten, labels, lambda uv: self.gcam.pixel_rays(uv, theta_x_deg, theta_y_deg))
         return Render(inten, labels, boxes)
 
 
