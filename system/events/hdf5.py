@@ -21,7 +21,12 @@ Both are indexed: ``read_time`` seeks through ``ms_to_idx``.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import functools
+import os
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -33,8 +38,43 @@ FOVEATE_FORMAT = "foveate-events"
 FOVEATE_VERSION = 1
 DSEC_SENSOR_SIZE = (640, 480)
 H5_CHUNK = 1 << 18
-#: Events read per HDF5 call: big enough to amortise the call, small enough to pack while in cache.
-READ_BLOCK = 1 << 18
+T = TypeVar("T")
+R = TypeVar("R")
+#: Events per unit of work (rounded up to whole chunks): big enough to amortise the calls,
+#: small enough to pack while in cache.
+READ_BLOCK = 1 << 17
+#: Decoding threads by default: Blosc decompression and packing release the GIL.
+DEFAULT_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@functools.cache
+def _executor(helpers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of helper threads (reused across readers)."""
+    return ThreadPoolExecutor(max_workers=helpers, thread_name_prefix="foveate-h5")
+
+
+def _share(work: Callable[[T], R], items: list[T], threads: int) -> list[R]:
+    """``[work(i) for i in items]`` with the calling thread and ``threads - 1`` helpers taking items
+    in turn: on a busy machine where a helper gets no core, the caller does the work itself."""
+    if threads <= 1 or len(items) <= 1:
+        return [work(i) for i in items]
+    results: list[Any] = [None] * len(items)
+    todo = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def drain() -> None:
+        while True:
+            with lock:
+                k = next(todo, None)
+            if k is None:
+                return
+            results[k] = work(items[k])
+
+    helpers = [_executor(threads - 1).submit(drain) for _ in range(min(threads, len(items)) - 1)]
+    drain()
+    for h in helpers:
+        h.result()
+    return results
 
 
 def _h5():
@@ -62,8 +102,12 @@ class DsecReader(EventReader):
     format = "dsec"
     indexed = True
 
-    def __init__(self, path, *, add_t_offset: bool = True, **kw) -> None:
+    def __init__(self, path, *, add_t_offset: bool = True, threads: int | None = None, **kw) -> None:
         self.add_t_offset = bool(add_t_offset)
+        if threads is not None and int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        #: decoding threads (Blosc decompression + packing run outside the GIL)
+        self.threads = DEFAULT_THREADS if threads is None else int(threads)
         super().__init__(path, **kw)
 
     def _open(self) -> None:
@@ -112,41 +156,75 @@ class DsecReader(EventReader):
         t = self._ds["t"]
         return int(t[0]) + self._offset, int(t[self._n - 1]) + self._offset
 
-    def _buffers(self) -> list[np.ndarray]:
-        """Reusable per-field read buffers of ``READ_BLOCK`` events (checked dtypes)."""
-        if getattr(self, "_bufs", None) is None:
+    def _fields(self) -> list[tuple[Any, Any, np.dtype]]:
+        """Per field ``(dataset, BloscField or None, buffer dtype)``; dtypes checked once."""
+        if getattr(self, "_field_plan", None) is None:
+            from foveate.system.events._blosc import BloscField
+
             dts = {k: d.dtype for k, d in self._ds.items()}
             if any(dts[k].kind not in ("iub" if k == "p" else "iu") for k in dts):
                 raise fail(self.path, "/events", f"non-integer datasets ({', '.join(f'{k} {v}' for k, v in dts.items())})")
-            self._bufs = [np.empty(READ_BLOCK, dts[k]) for k in ("x", "y", "t", "p")]
-        return self._bufs
+            plan = []
+            for k in ("x", "y", "t", "p"):
+                d = self._ds[k]
+                native = dts[k].newbyteorder("=")
+                direct = BloscField(d) if dts[k] == native and BloscField.usable(d) else None
+                plan.append((d, direct, native))
+            self._field_plan = plan
+            chunks = [d.chunks[0] for d, _, _ in plan if d.chunks is not None] or [1]
+            c = max(chunks)
+            self._unit = c * -(-READ_BLOCK // c)  # events per unit of work: whole chunks of the largest field
+            self._pad = c  # room for a whole last chunk at the end of a unit buffer
+            self._buf_pool: queue.SimpleQueue = queue.SimpleQueue()
+        return self._field_plan
+
+    def _take_buffers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """One set of per-field ``(unit buffer, chunk scratch)``, reused across units and threads."""
+        try:
+            return self._buf_pool.get_nowait()
+        except queue.Empty:
+            return [
+                (np.empty(self._unit + self._pad, dt), np.empty(d.chunks[0] if d.chunks else 1, dt))
+                for d, _, dt in self._field_plan
+            ]
 
     def _read(self, i0: int, i1: int) -> np.ndarray:
-        """Events ``i0..i1``: HDF5 reads block by block into cache-sized buffers, each packed at once
-        (record dtype, ``t_offset`` added, sensor bounds and polarity checked) in one numba pass."""
+        """Events ``i0..i1`` in units of whole chunks: each unit's fields are decompressed into
+        cache-sized buffers (straight from the Blosc chunks when possible, see ``_blosc``, else by
+        HDF5) and packed at once (record dtype, ``t_offset`` added, sensor bounds and polarity
+        checked) in one numba pass; units run on ``threads`` threads."""
         from foveate.system.events._kernels import pack
 
         out = np.empty(i1 - i0, EVENT_DTYPE)
         if i1 <= i0:
             return out
         w, h = self._user_size or self._file_size or (1 << 16, 1 << 16)
-        bufs = self._buffers()
-        views = [b.view(np.int64) if b.dtype == np.uint64 else b.view(np.uint8) if b.dtype == bool else b for b in bufs]
-        ds = [self._ds[k] for k in ("x", "y", "t", "p")]
-        outside = bad_p = -1
-        for a in range(i0, i1, READ_BLOCK):
-            b = min(i1, a + READ_BLOCK)
+        plan = self._fields()
+        u = self._unit
+        starts = [i0] + list(range((i0 // u + 1) * u, i1, u))
+        units = list(zip(starts, starts[1:] + [i1]))
+        offset = self._offset
+
+        def work(unit: tuple[int, int]) -> tuple[int, int]:
+            a, b = unit
             m = b - a
+            bufs = self._take_buffers()
             try:
-                for d, buf in zip(ds, bufs):
-                    d.read_direct(buf, np.s_[a:b], np.s_[0:m])
+                views = []
+                for (d, direct, _), (buf, scratch) in zip(plan, bufs):
+                    if direct is None or not direct.read_into(buf, a, b, scratch):
+                        d.read_direct(buf, np.s_[a:b], np.s_[0:m])
+                    v = buf[:m]
+                    views.append(v.view(np.int64) if v.dtype == np.uint64 else v.view(np.uint8) if v.dtype == bool else v)
+                return pack(out[a - i0 : b - i0], views[0], views[1], views[2], views[3], offset, w, h)
             except OSError as exc:
                 raise fail(self.path, f"events {a}..{b}", f"HDF5 read failed: {exc}") from None
-            o, bp = pack(out[a - i0 : b - i0], views[0][:m], views[1][:m], views[2][:m], views[3][:m], self._offset, w, h)
-            if o >= 0 and outside < 0:
-                outside = a - i0 + o
-            if bp >= 0 and bad_p < 0:
-                bad_p = a - i0 + bp
+            finally:
+                self._buf_pool.put(bufs)
+
+        results = _share(work, units, self.threads)
+        outside = next((a - i0 + o for (a, _), (o, _) in zip(units, results) if o >= 0), -1)
+        bad_p = next((a - i0 + bp for (a, _), (_, bp) in zip(units, results) if bp >= 0), -1)
         if bad_p >= 0:
             raise fail(self.path, f"event {i0 + bad_p}", f"polarity {int(out['p'][bad_p])} (expected 0/1)")
         # the bounds were checked while packing: the generic pass is not needed for this chunk
