@@ -17,6 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def runtime_file(path: str | Path, runtime: str = "onnxruntime") -> Path:
+    """The file ``load_runtime`` reads: the ``.onnx`` for onnxruntime, the ``.pt`` checkpoint for torch."""
+    return Path(path).with_suffix(".onnx" if runtime == "onnxruntime" else ".pt")
+
+
 def load_runtime(path: str | Path, runtime: str = "onnxruntime", **settings):
     """The detector runtime for a rig file's ``models.detector`` entry (see the module docstring).
 
@@ -36,6 +41,6 @@ def load_runtime(path: str | Path, runtime: str = "onnxruntime", **settings):
         raise ConfigError(f"models.detector.settings: unknown key '{sorted(unknown)[0]}' "
                           f"(expected one of: {', '.join(sorted(allowed[runtime]))})")
     if runtime == "onnxruntime":
-        return OnnxDetector(path.with_suffix(".onnx"), **settings)
-    net, _ = load_checkpoint(path.with_suffix(".pt"))
+        return OnnxDetector(runtime_file(path, runtime), **settings)
+    net, _ = load_checkpoint(runtime_file(path, runtime))
     return TorchDetector(net, **settings)

@@ -12,6 +12,9 @@ from typing import Any
 
 from foveate.system.errors import ConfigError
 
+# Columns of one decoded detection row (the ONNX export's output, the runtimes' raw rows).
+DET_COLUMNS = ("score", "cls", "cx", "cy", "w", "h", "var_cx", "var_cy", "var_w", "var_h")
+
 CLASSES = ("human", "vehicle")
 
 

@@ -22,11 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foveate.models.detector.config import DetectorConfig
+from foveate.models.detector.config import DET_COLUMNS, DetectorConfig
 
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 6.0
 REG_CHANNELS = 8  # dx, dy, log w, log h, then their log-variances
-DET_COLUMNS = ("score", "cls", "cx", "cy", "w", "h", "var_cx", "var_cy", "var_w", "var_h")
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:

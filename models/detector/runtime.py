@@ -20,8 +20,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from foveate.models.detector.config import DetectorConfig
+from foveate.models.detector.config import DET_COLUMNS, DetectorConfig
 from foveate.system.errors import ConfigError, FoveateError
+from foveate.system.model_files import check_shape, open_onnx
 from foveate.system.types import Detection
 
 ONNX_CONFIG_KEY = "foveate.detector.config"
@@ -158,17 +159,22 @@ class OnnxDetector(_DetectorBase):
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ConfigError(f"{path}: cannot load ONNX model: {exc}") from None
+        _, self.session = open_onnx(path, options=so, what="detector")
         if config is None:
             meta = self.session.get_modelmeta().custom_metadata_map
             if ONNX_CONFIG_KEY not in meta:
                 raise ConfigError(f"{path}: no '{ONNX_CONFIG_KEY}' metadata: not a foveate detector export")
             config = DetectorConfig.from_json(meta[ONNX_CONFIG_KEY], str(path))
         super().__init__(config, score_threshold)
-        self.input_name = self.session.get_inputs()[0].name
+        ins, outs = self.session.get_inputs(), self.session.get_outputs()
+        if len(ins) != 1 or len(outs) != 1:
+            raise ConfigError(f"{path}: {len(ins)} input(s) and {len(outs)} output(s), expected 1 image input and "
+                              "1 detections output (an export with decoding)")
+        why = f"input_size {list(config.input_size)} in the model's config"
+        check_shape(str(path), "input", ins[0].name, ins[0].shape, (None, 1, *config.input_size), why)
+        check_shape(str(path), "output", outs[0].name, outs[0].shape, (None, None, len(DET_COLUMNS)),
+                    f"one row of {len(DET_COLUMNS)} columns per detection")
+        self.input_name = ins[0].name
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]

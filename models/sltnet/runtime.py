@@ -68,26 +68,35 @@ class OnnxRunner(SLTNetRunner):
     backend = "onnxruntime"
 
     def __init__(self, model: str | Path | bytes, threads: int | None = None) -> None:
-        import onnx
         import onnxruntime as ort
 
         from foveate.models.sltnet.export import CONFIG_METADATA_KEY
+        from foveate.system.model_files import check_shape, open_onnx
 
-        src = model if isinstance(model, bytes) else Path(model).read_bytes()
         name = "<bytes>" if isinstance(model, bytes) else str(model)
-        try:
-            proto = onnx.load_from_string(src)
-        except Exception as exc:  # onnx raises DecodeError and friends
-            raise ConfigError(f"{name}: not an ONNX model ({exc})") from None
-        meta = {p.key: p.value for p in proto.metadata_props}
-        if CONFIG_METADATA_KEY not in meta:
-            raise ConfigError(f"{name}: ONNX model has no '{CONFIG_METADATA_KEY}' metadata (not an SLTNet export)")
-        self.config = SLTNetConfig.from_dict(json.loads(meta[CONFIG_METADATA_KEY]), name)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-        self._input = self.session.get_inputs()[0].name
+        proto, self.session = open_onnx(model, name, opts, what="SLTNet model")
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if CONFIG_METADATA_KEY not in meta:
+            raise ConfigError(f"{name}: ONNX model has no '{CONFIG_METADATA_KEY}' metadata (not an SLTNet export)")
+        try:
+            cfg_dict = json.loads(meta[CONFIG_METADATA_KEY])
+        except ValueError as exc:
+            raise ConfigError(f"{name}: metadata '{CONFIG_METADATA_KEY}' is not valid JSON: {exc}") from None
+        self.config = SLTNetConfig.from_dict(cfg_dict, name)
+        c = self.config
+        ins = self.session.get_inputs()
+        outs = {o.name: o for o in self.session.get_outputs()}
+        if len(ins) != 1 or "logits" not in outs:
+            raise ConfigError(f"{name}: expected one input (voxel grid) and an output 'logits', got inputs "
+                              f"{[i.name for i in ins]} and outputs {sorted(outs)}")
+        check_shape(name, "input", ins[0].name, ins[0].shape, (None, c.bins, c.height, c.width),
+                    f"bins, height, width {c.bins}, {c.height}, {c.width} in the model's config")
+        check_shape(name, "output", "logits", outs["logits"].shape, (None, len(c.classes), None, None),
+                    f"{len(c.classes)} classes in the model's config")
+        self._input = ins[0].name
 
     def _logits(self, v: np.ndarray) -> np.ndarray:
         outs = [self.session.run(["logits"], {self._input: v[i:i + 1]})[0] for i in range(v.shape[0])]

@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 
 from foveate.system.errors import ConfigError
+from foveate.system.model_files import verify_sha256
 from foveate.system.registry import import_object
 from foveate.system.search.geometry import LinearGeometry, SearchGeometry
 
@@ -41,6 +42,14 @@ def _load_model_file(kind: str, ref, rig, where: str):
         module = importlib.import_module(f"foveate.models.{kind}")
     except ImportError as exc:
         raise ConfigError(f"{where}.path: cannot import foveate.models.{kind}: {exc}") from None
+    if ref.sha256 is not None:
+        # The file the runtime will read (a package may swap a .pt for the .onnx beside it).
+        pick = getattr(module, "runtime_file", None)
+        loaded = Path(pick(path, ref.runtime)) if pick is not None else Path(path)
+        if loaded != Path(path):
+            raise ConfigError(f"{where}.sha256: the {ref.runtime} runtime reads {loaded}, not {path}: name that file "
+                              "in 'path' so its sha256 is what gets checked")
+        verify_sha256(loaded, ref.sha256, f"{where}.sha256")
     loader = getattr(module, "load_runtime", None)
     if loader is not None:
         return loader(Path(path), runtime=ref.runtime, **ref.settings)

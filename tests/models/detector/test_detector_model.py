@@ -179,7 +179,7 @@ def test_bad_inputs_and_files_give_clear_errors(net, tmp_path):
         load_detector(tmp_path / "missing.pt")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"junk")
-    with pytest.raises(ConfigError, match="cannot load ONNX"):
+    with pytest.raises(ConfigError, match="bad.onnx: not an ONNX detector"):
         load_detector(bad)
     with pytest.raises(ConfigError, match="unknown detector file type"):
         load_detector(tmp_path / "x.h5")
