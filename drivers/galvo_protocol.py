@@ -83,9 +83,10 @@ class Fault(enum.IntFlag):
     WATCHDOG = 0x0001  # host silent too long: mirror parked, aux off; latched
     SERVO = 0x0002  # servo driver reported a fault; latched
     RX_ERROR = 0x0004  # frames with bad CRC or framing seen (informational)
+    RESET = 0x0008  # the controller restarted (power cycle, brown-out) and lost its configuration; latched
 
 
-LATCHING_FAULTS = Fault.WATCHDOG | Fault.SERVO
+LATCHING_FAULTS = Fault.WATCHDOG | Fault.SERVO | Fault.RESET
 
 
 class TriggerMode(enum.IntEnum):

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from foveate.drivers.device import DeviceSettings
 from foveate.drivers.galvo import Galvo
 from foveate.drivers.galvo_protocol import (
+    LATCHING_FAULTS,
     MAX_PAYLOAD,
     OVERHEAD,
     PROTOCOL_VERSION,
@@ -45,7 +46,6 @@ from foveate.drivers.galvo_protocol import (
     ControllerError,
     ControllerStatus,
     ErrorCode,
-    Fault,
     FrameDecoder,
     Identity,
     MoveFlag,
@@ -84,6 +84,7 @@ class GalvoLink:
         # A URL is opened with serial_for_url; a SerialBase object (a test double, an already
         # configured port) is used as it is.
         self._given = None if isinstance(port, str) else port
+        self._reopen: serial.SerialBase | None = None  # the port object of the last session, opened again next time
         self.url = port if isinstance(port, str) else str(getattr(port, "port", None) or type(port).__name__)
         self.clock = clock
         self.baudrate = int(baudrate)
@@ -110,8 +111,8 @@ class GalvoLink:
         with self._lock:
             if self._users == 0:
                 try:
-                    if self._given is not None:
-                        port = self._given
+                    if self._given is not None or self._reopen is not None:
+                        port = self._given if self._given is not None else self._reopen
                         port.timeout = self.timeout_s
                     else:
                         port = serial.serial_for_url(self.url, do_not_open=True, baudrate=self.baudrate,
@@ -138,12 +139,37 @@ class GalvoLink:
                 return
             self._users -= 1
             if self._users == 0 and self._port is not None:
-                port, self._port = self._port, None
-                port.close()
-                # pyserial's spy:// never closes the trace file it opened; do it here.
-                out = getattr(getattr(port, "formatter", None), "output", None)
-                if out is not None and getattr(out, "name", "").startswith("/") and not out.closed:
-                    out.close()
+                self._close_port()
+
+    def _close_port(self) -> None:
+        port, self._port = self._port, None
+        try:
+            port.close()
+        except (serial.SerialException, OSError):
+            pass  # a port whose device went away may fail to close; it is closed for us either way
+        # pyserial's spy:// never closes the trace file it opened; do it here (and never reopen that port).
+        out = getattr(getattr(port, "formatter", None), "output", None)
+        if out is not None and getattr(out, "name", "").startswith("/") and not out.closed:
+            out.close()
+            self._reopen = None
+        else:
+            self._reopen = port
+
+    def reconnect(self) -> None:
+        """Close the port and open it again (after the device went away), keeping every user of the link.
+
+        ``DeviceError`` if the port cannot be opened or the controller does not identify.
+        """
+        with self._lock:
+            if self._users == 0:
+                raise DeviceError(f"{self.url}: the controller link is not open")
+            users, self._users = self._users, 0
+            if self._port is not None:
+                self._close_port()
+            try:
+                self.open()  # counts one user on success
+            finally:
+                self._users = users  # the users keep the link whether or not the port came back
 
     def _identify(self) -> Identity:
         payload, t0, t1 = self.transact(Command.IDENTIFY)
@@ -388,7 +414,7 @@ class SerialGalvo(Galvo):
             raise DeviceError(f"{self.name}: controller DAC has {ident.dac_bits} bits but the rig file says "
                               f"dac_bits: {self.dac_bits}; fix settings.dac_bits (and gain/offset)")
         st = self.read_status()
-        if st.faults & (Fault.WATCHDOG | Fault.SERVO):
+        if st.faults & LATCHING_FAULTS:
             self.log.warning("clearing faults latched before this session: %s", ", ".join(fault_names(st.faults)))
         self._ack(Command.CLEAR_FAULTS)
         self._ack(Command.SET_WATCHDOG, SET_WATCHDOG.pack(0))
@@ -478,6 +504,24 @@ class SerialGalvo(Galvo):
                           device_t_ns=device_ns, faults=fault_names(st.faults))
 
     # ------------------------------------------------------------------ extras
+    def rehome(self, settle_timeout_s: float = 0.05) -> None:
+        """Configure the controller again (as at open: clears faults, limits, park, slew, trigger, watchdog), park
+        and wait until settled: after a controller restart (``reset`` fault) or a watchdog park."""
+        self._check_open()
+        self._trigger_count = None  # a restarted controller's trigger count is not ours to compare
+        self._configure()
+        self.park()
+        self.wait_settled(settle_timeout_s)
+
+    def recover(self, settle_timeout_s: float = 0.05) -> None:
+        """Bring the galvo back after a fault: re-home; if the link is dead, reconnect the port first."""
+        self._check_open()
+        try:
+            self.link.transact(Command.READ_STATUS)
+        except DeviceError:
+            self.link.reconnect()
+        self.rehome(settle_timeout_s)
+
     def clear_faults(self) -> None:
         """Clear latched faults (after a watchdog park) so moves are accepted again."""
         self._check_open()

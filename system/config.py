@@ -65,6 +65,45 @@ class ComponentRef(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+Box = tuple[tuple[float, float], tuple[float, float]]
+
+
+class SafetyConfig(_Strict):
+    """The rig's safety envelope (docs/reliability.md): enforced by the host, checked again by controllers."""
+
+    laser_keep_in_deg: Box | None = Field(
+        default=None, description="commands (x, y mechanical deg) of the laser's galvo where the laser may be on; "
+        "None: the laser may not be switched on by code that asks the interlock")
+    laser_galvo: str | None = Field(default=None, description="device whose mirror aims the laser (default: the "
+                                    "laser_galvo role, else the search_galvo role)")
+    max_slew_deg_s: float | None = Field(default=None, gt=0, description="fastest a galvo may be configured to slew; "
+                                         "galvos configured faster are refused when the safety monitor starts")
+
+    @model_validator(mode="after")
+    def _box_ordered(self) -> "SafetyConfig":
+        box = self.laser_keep_in_deg
+        if box is not None and not all(lo < hi for lo, hi in box):
+            raise ValueError(f"laser_keep_in_deg must be [[x_min, x_max], [y_min, y_max]] with min < max, got {box}")
+        return self
+
+
+class ReliabilityConfig(_Strict):
+    """How the search loop notices device faults and recovers (docs/reliability.md)."""
+
+    read_timeout_s: float = Field(0.1, gt=0, le=10, description="a camera read taking longer is a stall")
+    late_frame_s: float = Field(0.02, gt=0, description="a frame delivered this long after its readout is late; "
+                                "late search frames are dropped (the mirror has moved on)")
+    stall_reconnect_after: int = Field(3, ge=1, description="read timeouts in a row before a camera is reconnected")
+    reconnect_initial_s: float = Field(0.02, gt=0, description="first wait before reconnecting a failed device")
+    reconnect_max_s: float = Field(0.25, gt=0, description="longest wait between reconnection attempts")
+    reconnect_factor: float = Field(2.0, ge=1, description="back-off: each failed attempt multiplies the wait")
+    event_burst_factor: float = Field(4.0, gt=1, description="an event packet this many times the running mean "
+                                      "rate is a burst; its events beyond that rate are dropped (counted)")
+    event_gap_min_events: int = Field(50, ge=1, description="an empty packet where at least this many events were "
+                                      "expected is a gap; the map keeps its last segmentation")
+    idle_s: float = Field(0.001, gt=0, description="loop pause while the search galvo or camera is down")
+
+
 class RigConfig(_Strict):
     name: str
     description: str = ""
@@ -74,6 +113,8 @@ class RigConfig(_Strict):
     calibration: dict[str, Path | ComponentRef] = Field(default_factory=dict)
     models: dict[str, ModelRef] = Field(default_factory=dict)
     search: dict[str, Any] = Field(default_factory=dict, description="search-loop settings (foveate.system.search.settings)")
+    safety: SafetyConfig = SafetyConfig()
+    reliability: ReliabilityConfig = ReliabilityConfig()
     # Where the file came from; set by load_rig, not read from YAML.
     source: str = Field(default="<memory>", exclude=True)
     rig_dir: Path = Field(default=Path("."), exclude=True)

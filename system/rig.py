@@ -30,6 +30,7 @@ class Rig:
         self.clock = clock
         self.context = RigContext(clock=clock, rig_dir=config.rig_dir, sim=dict(config.sim), source=config.source)
         self.devices: dict[str, Device] = {}
+        self.context.shared["rig.devices"] = self.devices  # backends of one rig may find each other by name
         for name, dev in config.devices.items():
             cls = resolve_backend(dev.kind, dev.backend, f"{config.source}: devices.{name}.backend")
             settings = cls.Settings.model_validate(dev.settings)

@@ -243,7 +243,7 @@ class SimFrameCamera(FrameCamera):
 
     # ----------------------------------------------------------- true models
     def _galvo_device(self) -> "SimGalvo":
-        g = self.twin.devices.get(self.galvo_name) if self.galvo_name else None
+        g = self.twin.galvo_device(self.galvo_name) if self.galvo_name else None
         if g is None or not hasattr(g, "axes"):
             raise ConfigError(
                 f"{self.twin.source}: devices.{self.name}.settings.galvo: a search view needs the name of a simulated "
@@ -346,6 +346,21 @@ class SimFrameCamera(FrameCamera):
 
     def _do_status(self) -> dict[str, Any]:
         return {**super()._do_status(), "view": self.view, "hfov_deg": self.hfov_deg}
+
+    # Injected faults (foveate.hardware.sim.faults): the camera's symptoms, as a real one would show them.
+    def open(self) -> "SimFrameCamera":
+        if self.twin.faults:
+            from foveate.hardware.sim.faults import camera_open
+
+            camera_open(self)
+        return super().open()
+
+    def read(self, timeout_s: float = 1.0) -> Frame:
+        if self.twin.faults:
+            from foveate.hardware.sim.faults import camera_read
+
+            return camera_read(self, timeout_s, super().read)
+        return super().read(timeout_s)
 
 
 # --------------------------------------------------------------------- event camera
@@ -496,6 +511,14 @@ class SimEventCamera(EventCamera):
 
     def _do_status(self) -> dict[str, Any]:
         return {**super()._do_status(), "contrast_threshold": float(np.mean(self.dvs.c_on)), "vibration_deg": self.vibration_deg}
+
+    def read(self, timeout_s: float = 1.0) -> EventPacket:
+        packet = super().read(timeout_s)
+        if self.twin.faults:  # injected gaps and bursts (foveate.hardware.sim.faults)
+            from foveate.hardware.sim.faults import event_faults
+
+            packet = event_faults(self, packet)
+        return packet
 
 
 # ------------------------------------------------------------------------- laser

@@ -16,7 +16,18 @@ watchdog expiry, trigger pulses) before it handles new bytes. Nothing here
 sleeps or reads a clock.
 
 Fault injection (for tests): ``inject_reply_fault`` and
-``inject_request_fault`` queue one-shot corruptions; ``mute`` stops replies.
+``inject_request_fault`` queue one-shot corruptions; ``mute`` stops replies;
+``power_cycle`` restarts the controller mid-run (power-on state, ``RESET``
+latched). Line noise, lost bytes and unplugging happen on the wire
+(``protocol_galvosim``).
+
+Safety envelope (``SafetyEnvelope``, set by whoever owns the rig, not by the
+host): the controller logs in ``violations`` every SET_POSITION outside the
+envelope's angle limits, every executed move faster than its slew limit,
+and every moment the laser (an aux output) is on while the mirror is aimed
+outside the keep-in zone. Tests and ``foveate bench faults`` check that the
+log stays empty. ``history`` keeps the executed commands (not status reads),
+so a test can see, e.g., a re-home after a restart.
 """
 
 from __future__ import annotations
@@ -86,6 +97,28 @@ class ControllerCounters:
     errors_sent: int = 0
 
 
+@dataclass(frozen=True)
+class SafetyEnvelope:
+    """What the mirror and the laser may do, in controller degrees (``scale.to_deg`` of the codes)."""
+
+    limits_deg: tuple[tuple[float, float], tuple[float, float]] = ((-20.0, 20.0), (-20.0, 20.0))
+    max_slew_deg_s: float | None = None  # None: any speed
+    laser_keep_in_deg: tuple[tuple[float, float], tuple[float, float]] | None = None  # None: laser anywhere
+    laser_aux: int = 0
+
+    @staticmethod
+    def inside(box, x_deg: float, y_deg: float, tol_deg: float = 0.0) -> bool:
+        (x0, x1), (y0, y1) = box
+        return x0 - tol_deg <= x_deg <= x1 + tol_deg and y0 - tol_deg <= y_deg <= y1 + tol_deg
+
+
+@dataclass(frozen=True)
+class Violation:
+    t_ns: int
+    kind: str  # angle | slew | laser
+    detail: str
+
+
 @dataclass
 class _Trigger:
     window_codes: int = 4
@@ -137,6 +170,10 @@ class GalvoController:
         self.on_trigger: list[Callable[[TriggerPulse], None]] = []
         self.counters = ControllerCounters()
         self.mute = False
+        self.envelope: SafetyEnvelope | None = None
+        self.violations: list[Violation] = []
+        self.history: deque[tuple[int, str]] = deque(maxlen=4096)  # (t_ns, command) executed, status reads excluded
+        self.resets: list[int] = []  # true times of power cycles
         self._reply_faults: deque[ReplyFaultKind] = deque()
         self._request_faults: deque[RequestFaultKind] = deque()
         self._decoder = FrameDecoder()
@@ -295,6 +332,78 @@ class GalvoController:
             trigger_timestamp_us=last.device_us if last else 0,
         )
 
+    # ------------------------------------------------------------------ safety envelope
+    def _violate(self, t_ns: int, kind: str, detail: str) -> None:
+        self.violations.append(Violation(int(t_ns), kind, detail))
+
+    def _check_angle(self, x: int, y: int, t_ns: int) -> None:
+        env = self.envelope
+        if env is None:
+            return
+        xd, yd = self._deg(x), self._deg(y)
+        if not env.inside(env.limits_deg, xd, yd, 0.5 * self.scale.deg_per_code):
+            self._violate(t_ns, "angle", f"SET_POSITION ({xd:.4f}, {yd:.4f}) deg outside {env.limits_deg}")
+
+    def _check_slew(self, codes: tuple[int, int], t_ns: int) -> None:
+        """A move executed faster than the envelope's slew limit (the ramp is off or set too fast)."""
+        env = self.envelope
+        if env is None or env.max_slew_deg_s is None:
+            return
+        period_ms = self.config.servo_period_us / 1000.0
+        limit_codes_per_ms = env.max_slew_deg_s / 1000.0 / self.scale.deg_per_code
+        for axis in range(2):
+            step = abs(codes[axis] - self.setpoint[axis])
+            slew = self.slew_codes_per_ms[axis]
+            rate = step / period_ms if slew == 0 else min(slew, step / period_ms)
+            if step > 1 and rate > limit_codes_per_ms + 1.0:  # 1 code/ms: the host rounds its slew to codes
+                self._violate(t_ns, "slew", f"axis {'xy'[axis]}: setpoint moves at "
+                              f"{rate * self.scale.deg_per_code * 1000:.0f} deg/s > {env.max_slew_deg_s:g} deg/s")
+                return
+
+    def _laser_on(self) -> bool:
+        env = self.envelope
+        k = env.laser_aux if env is not None else 0
+        return k < len(self.aux) and self.aux[k][0]
+
+    def _check_laser(self, t_ns: int, what: str) -> None:
+        env = self.envelope
+        if env is None or env.laser_keep_in_deg is None or not self._laser_on():
+            return
+        tol = 0.5 * self.scale.deg_per_code
+        for label, codes in (("target", self.target), ("setpoint", self.setpoint)):
+            xd, yd = self._deg(codes[0]), self._deg(codes[1])
+            if not env.inside(env.laser_keep_in_deg, xd, yd, tol):
+                self._violate(t_ns, "laser", f"{what}: laser on with the mirror {label} at ({xd:.4f}, {yd:.4f}) deg "
+                              f"outside the keep-in zone {env.laser_keep_in_deg}")
+                return
+
+    def power_cycle(self, t_ns: int) -> None:
+        """Restart now: power-on configuration, mirror to mid-scale, aux off, ``RESET`` latched (see the protocol)."""
+        with self._lock:
+            self.advance(t_ns)
+            cfg = self.config
+            mid = self.scale.to_code(0.0)
+            self.limits = [(0, self.max_code), (0, self.max_code)]
+            self.park_codes = (mid, mid)
+            self.slew_codes_per_ms = [0, 0]
+            self.trigger = _Trigger()
+            self.watchdog_ms = 0
+            self.aux = [(False, 0)] * cfg.n_aux
+            self._trigger_pending = False
+            self._decoder = FrameDecoder()
+            self._last_request, self._last_reply = None, b""
+            self._ramp_next_ns = INF
+            # The servo loses its drive and re-centres the mirror: not a commanded move, not checked.
+            self.target = [mid, mid]
+            self.setpoint = [float(mid), float(mid)]
+            for ax in self.axes:
+                ax.command(self._deg(mid), t_ns * 1e-9)
+            self._move_ns = int(t_ns)
+            self._last_rx_ns = int(t_ns)
+            self.faults = Fault.RESET
+            self.resets.append(int(t_ns))
+            self.history.append((int(t_ns), "<power cycle>"))
+
     # ------------------------------------------------------------------ fault injection
     def inject_reply_fault(self, kind: ReplyFaultKind, count: int = 1) -> None:
         """Corrupt the next ``count`` replies: drop, truncate (lose bytes), corrupt_crc, garbage, wrong_seq."""
@@ -385,15 +494,20 @@ class GalvoController:
             return Identity(**{**self._ident.__dict__, "timestamp_us": ts}).pack()
         if command == Command.READ_STATUS:
             return self.status().pack()
+        if command != Command.READ_STATUS:
+            self.history.append((t_ns, command.name))
         if command == Command.SET_POSITION:
             x, y, flags = SET_POSITION.unpack(p)
+            self._check_angle(x, y, t_ns)
             if self.faults & LATCHING_FAULTS:
                 return pack_error(ErrorCode.FAULT_LATCHED)
             for axis, code in enumerate((x, y)):
                 lo, hi = self.limits[axis]
                 if not lo <= code <= hi:
                     return pack_error(ErrorCode.OUT_OF_RANGE, axis)
+            self._check_slew((x, y), t_ns)
             self._start_move((x, y), t_ns, bool(flags & MoveFlag.TRIGGER))
+            self._check_laser(t_ns, "move")
             return ack
         if command == Command.PARK:
             self._start_move(self.park_codes, t_ns, fire=False)
@@ -440,6 +554,7 @@ class GalvoController:
             if on and self.faults & LATCHING_FAULTS:
                 return pack_error(ErrorCode.FAULT_LATCHED)
             self.aux[index] = (bool(on), level)
+            self._check_laser(t_ns, "laser on")
             return ack
         if command == Command.CLEAR_FAULTS:
             self.faults = Fault(0)

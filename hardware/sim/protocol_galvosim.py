@@ -16,6 +16,16 @@ advances the clock to when the requested bytes are complete, or by the
 read timeout if they never come. So a simulated transaction costs exactly the
 simulated time its bytes would take on the wire, and a silent controller
 costs the full timeout, in simulated time.
+
+Faults (``foveate.hardware.sim.faults``, attached with ``attach_faults``):
+line noise (bit errors) and lost bytes on the wire both ways, a controller
+restart, and unplugging: while the cable is out every read and write raises
+``SerialException`` (as pyserial does when a USB device goes away) and
+``open`` fails; the controller runs on by itself (its watchdog trips) and,
+when the cable is back, the same port object opens again onto the same
+controller (restarted first if the fault says it is USB-powered). Closing
+and re-opening a port never replaces its controller: it is the device at
+the other end of the cable.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from collections import deque
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
+from foveate.hardware.sim.faults import FaultSchedule, damage_bytes
 from foveate.hardware.sim.galvo_controller import GalvoController, config_from_options
 from foveate.system.clock import Clock, MonotonicClock
 
@@ -40,7 +51,42 @@ class Serial(SerialBase):
         self.controller: GalvoController | None = None
         self._clock: Clock | None = None
         self._pending: deque[tuple[int, bytearray]] = deque()  # (ready time ns, bytes)
+        self.faults: FaultSchedule | None = None
+        self.fault_devices: set[str] = set()
+        self.wire = {"bits_flipped": 0, "bytes_lost": 0, "bytes_sent": 0, "bytes_received": 0}
         super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ faults
+    def attach_faults(self, schedule: FaultSchedule, device: str) -> None:
+        """Act out the ``serial.*`` faults of ``device`` (a rig device using this port) from ``schedule``."""
+        self.faults = schedule
+        self.fault_devices.add(device)
+
+    def _apply_faults(self, t_ns: int) -> None:
+        """Restarts and re-plugs that are due by ``t_ns``; raises ``SerialException`` while unplugged."""
+        f = self.faults
+        if not f or self.controller is None:
+            return
+        for dev in sorted(self.fault_devices):
+            for spec in f.due(dev, "serial.reset", t_ns):
+                self.controller.power_cycle(spec.t0_ns)
+            for spec in f.ended(dev, "serial.unplug", t_ns):
+                if spec.value:
+                    self.controller.power_cycle(spec.t1_ns)
+        if self.unplugged(t_ns):
+            raise SerialException(f"{self._port}: device disconnected (the cable is unplugged)")
+
+    def unplugged(self, t_ns: int) -> bool:
+        f = self.faults
+        return bool(f) and any(f.active(d, "serial.unplug", t_ns) for d in self.fault_devices)
+
+    def _wire(self, data: bytes, t_ns: int) -> bytes:
+        if not self.faults:
+            return data
+        out, flipped, lost = damage_bytes(data, self.faults, self.fault_devices, t_ns)
+        self.wire["bits_flipped"] += flipped
+        self.wire["bytes_lost"] += lost
+        return out
 
     # ------------------------------------------------------------------ set-up
     def bind_clock(self, clock: Clock) -> None:
@@ -66,7 +112,15 @@ class Serial(SerialBase):
             config = config_from_options(options)
         except ValueError as exc:
             raise SerialException(f"{self._port}: {exc}") from None
-        self.controller = GalvoController(config, start_ns=self.clock.now_ns())
+        now = self.clock.now_ns()
+        if self.controller is None:
+            self.controller = GalvoController(config, start_ns=now)
+        else:  # opened again: the same controller, which ran on meanwhile
+            try:
+                self._apply_faults(now)
+            except SerialException:
+                raise SerialException(f"could not open port {self._port}: no such device (unplugged)") from None
+            self.controller.advance(now)
         self._pending.clear()
         self.is_open = True
 
@@ -87,9 +141,14 @@ class Serial(SerialBase):
             raise PortNotOpenError()
         data = bytes(data)
         clock = self.clock
+        self._apply_faults(clock.now_ns())
         t_arrive = clock.now_ns() + self._byte_ns(len(data))
         clock.sleep_until_ns(t_arrive)
-        reply = self.controller.receive(data, t_arrive)
+        self.wire["bytes_sent"] += len(data)
+        reply = self.controller.receive(self._wire(data, t_arrive), t_arrive)
+        if reply:
+            self.wire["bytes_received"] += len(reply)
+            reply = self._wire(reply, t_arrive)
         if reply:
             ready = t_arrive + int(self.controller.config.turnaround_us * 1e3) + self._byte_ns(len(reply))
             self._pending.append((ready, bytearray(reply)))
@@ -100,6 +159,7 @@ class Serial(SerialBase):
             raise PortNotOpenError()
         clock = self.clock
         now = clock.now_ns()
+        self._apply_faults(now)
         deadline = None if self._timeout is None else now + int(self._timeout * 1e9)
         out = bytearray()
         while len(out) < size and self._pending:

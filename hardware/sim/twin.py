@@ -41,6 +41,10 @@ class Twin:
             raise ConfigError(f"{context.source}: sim: seed must be an integer and assembly_error_scale a number ({exc})") from None
         if not 0.0 <= self.assembly_error_scale <= 10.0:
             raise ConfigError(f"{context.source}: sim.assembly_error_scale: expected 0..10, got {self.assembly_error_scale}")
+        from foveate.hardware.sim.faults import parse_faults
+
+        self.faults = parse_faults(cfg.pop("faults", None), f"{context.source}: sim.faults")
+        self._shared = context.shared  # the rig's devices (a search camera may follow a serial galvo)
         scene_file = cfg.pop("scene_file", None)
         scene_name = str(cfg.pop("scene", "street"))
         if scene_file is not None:
@@ -70,6 +74,21 @@ class Twin:
             self.board = Board(np.asarray(T_wb, dtype=np.float64), int(cols), int(rows), float(square_mm))
         except ValueError as exc:
             raise ConfigError(f"set_board: {exc}") from None
+
+    def galvo_device(self, name: str):
+        """The galvo a search camera follows: a sim galvo, or a serial galvo on a simulated controller
+        (``galvosim://``), seen through ``ControllerMirror``; None when there is neither."""
+        dev = self.devices.get(name)
+        if dev is not None:
+            return dev
+        rig_dev = self._shared.get("rig.devices", {}).get(name)
+        link = getattr(rig_dev, "link", None)
+        if link is None:
+            return None
+        from foveate.hardware.sim.galvo_mirror import ControllerMirror
+
+        self.devices[name] = mirror = ControllerMirror(rig_dev, self)
+        return mirror
 
     # ---------------------------------------------------------- ground truth
     def _device(self, name: str):

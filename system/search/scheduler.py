@@ -27,6 +27,7 @@ truth.
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 import time
@@ -39,6 +40,7 @@ from foveate.system.errors import ConfigError, DeviceTimeoutError
 from foveate.system.rig import Rig
 from foveate.system.search.baselines import RandomPlanner, RasterPlanner
 from foveate.system.search.components import build_geometry, build_model
+from foveate.system.search.health import HealthMonitor
 from foveate.system.search.planner import GalvoMotionModel, PlanContext, ProbabilityPlanner, View
 from foveate.system.search.ppm import PriorTable, ProbabilityMap
 from foveate.system.search.settings import SearchSettings, parse_search_settings
@@ -49,6 +51,7 @@ from foveate.system.search.tracker import Tracker, to_measurements
 log = logging.getLogger(__name__)
 
 LOOPS = ("ppm", "raster", "random")
+PATH_HISTORY = 4096  # commands kept in SearchLoop.path (memory stays flat on long runs)
 
 
 class LoopObserver:
@@ -118,7 +121,8 @@ class SearchLoop:
         self.frames = 0
         self.overruns = 0
         self.fire_timeouts = 0
-        self.path: list[tuple[int, float, float, str]] = []  # (t_ns, x, y, purpose)
+        self.path: collections.deque[tuple[int, float, float, str]] = collections.deque(maxlen=PATH_HISTORY)  # (t_ns, x, y, purpose)
+        self.health = HealthMonitor(self.clock, rig.config.reliability)  # device faults: detect, recover, report
         self.t_start_ns = 0
         self.t_end_ns = 0
         self.wall_s = 0.0
@@ -185,9 +189,12 @@ class SearchLoop:
 
     def _read_wide_frame(self) -> None:
         t0, c0 = time.perf_counter(), time.thread_time()
-        self.last_wide = self.wide_cam.read(timeout_s=1.0)
+        frame = self.health.read(self.wide_cam)
         self.hist["wide.read"].record(time.perf_counter() - t0)
         self.device_cpu_s += time.thread_time() - c0
+        if frame is None or not self.health.check_frame(self.wide_cam, frame, drop_late=False):
+            return
+        self.last_wide = frame
         self.wide_reads += 1
         self._emit("on_wide_frame", self.last_wide)
 
@@ -196,11 +203,13 @@ class SearchLoop:
         packet = None
         if self.events_cam is not None and (self.source == "events" or any(hasattr(o, "wants_events") for o in self.observers)):
             t0, c0 = time.perf_counter(), time.thread_time()
-            packet = self.events_cam.read(timeout_s=1.0)
+            packet = self.health.read(self.events_cam)
             self.hist["events.read"].record(time.perf_counter() - t0)
             self.device_cpu_s += time.thread_time() - c0
-            self.event_count += len(packet)
-            self._emit("on_events", packet)
+            if packet is not None:
+                self.event_count += len(packet)
+                self._emit("on_events", packet)  # recorded whole; a burst is thinned for the map only
+                packet = self.health.check_events(self.events_cam, packet)
         if self.source == "events" and packet is not None:
             self.segment_stage.submit(WideItem("events", packet, now))
         elif self.source == "frames" and self.last_wide is not None:
@@ -231,6 +240,7 @@ class SearchLoop:
         wide_hz = s.scheduler.wide_hz or (1e9 / getattr(self.wide_cam, "frame_period_ns", 1e9 / 30))
         wide_period = int(1e9 / wide_hz)
         next_map = next_wide = t0
+        s_rel = self.rig.config.reliability
         self._emit("on_start", self)
         bar = tqdm(total=int(seconds * 1000), unit="ms", desc=f"search[{self.kind}] (clock)", disable=not progress,
                    leave=False)
@@ -247,24 +257,34 @@ class SearchLoop:
                 if now >= next_map:
                     self._refresh_map(now)
                     next_map = max(next_map + period, now + 1)
+                self.health.recover()
+                if not self.health.usable(self.galvo, self.search_cam):  # keep mapping; the search waits
+                    clock.sleep_s(s_rel.idle_s)
+                    self._emit("on_tick", self, clock.now_ns())
+                    continue
                 p0 = time.perf_counter()
                 ctx = PlanContext(now, self.galvo.commanded_deg, self.ppm, self.tracker, self.footprint_half)
                 view = self.planner.next_view(ctx)
                 self.hist["plan.compute"].record(time.perf_counter() - p0)
                 t_cmd = clock.now_ns()
-                self.galvo.move_to(*view.cmd)
+                if self.health.call(self.galvo, self.galvo.move_to, *view.cmd) is None:
+                    continue
                 self.path.append((t_cmd, view.cmd[0], view.cmd[1], view.purpose))
                 self._emit("on_command", t_cmd, view)
                 self._collect()  # on a real clock, results may land while the mirror moves
                 w0, c0 = time.perf_counter(), time.thread_time()
-                state = self._fire(view, t_cmd)
+                state = self.health.call(self.galvo, self._fire, view, t_cmd)
+                if state is None:
+                    continue
                 self.hist["move"].record((state.t_ns - t_cmd) * 1e-9)
                 w1 = time.perf_counter()
-                frame = self.search_cam.read(timeout_s=1.0)
+                frame = self.health.read(self.search_cam)
                 w2 = time.perf_counter()
                 self.device_cpu_s += time.thread_time() - c0
                 self.hist["galvo.wait"].record(w1 - w0)
                 self.hist["search.read"].record(w2 - w1)
+                if frame is None or not self.health.check_frame(self.search_cam, frame, drop_late=True):
+                    continue
                 self.hist["capture"].record((clock.now_ns() - state.t_ns) * 1e-9)
                 if self.ppm is not None:
                     self.ppm.mark_visited(state.measured_deg, self.footprint_half, frame.t_ns)
@@ -327,6 +347,7 @@ class SearchLoop:
             "overruns": self.overruns,
             "deadline_ms": round(self.settings.scheduler.deadline_s * 1e3, 3),
             "fire_timeouts": self.fire_timeouts,
+            "faults": self.health.summary(),
             "tracks": {"alive": len(self.tracker.tracks), "confirmed": len(self.tracker.confirmed()),
                        "created": self.tracker.created, "dropped": self.tracker.dropped},
             "planner_rounds": self.planner.rounds,
