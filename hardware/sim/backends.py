@@ -170,6 +170,9 @@ class GroundTruthMeta(Mapping):
             v = self._items[key] = v()
         return v
 
+    def __contains__(self, key) -> bool:
+        return key in self._items  # without computing the entry
+
     def __iter__(self):
         return iter(self._items)
 
@@ -383,6 +386,10 @@ class SimEventCameraSettings(DeviceSettings):
     max_substeps: int = Field(20000, gt=0)  # per read; beyond it intervals stretch
     vibration_deg: float = Field(0.0, ge=0)  # ego-motion: pan/tilt wobble amplitude
     vibration_hz: float = Field(12.0, gt=0)
+    # 0: emulate inside each read (internal frames tile the read's window). > 0: a worker thread emulates
+    # continuously, up to this far past the latest read, like a sensor streaming beside the host; internal
+    # frames then follow the motion only, not the read times (deterministic whatever the thread timing).
+    stream_ahead_s: float = Field(0.0, ge=0, le=10)
     seed: int | None = None
 
 
@@ -395,6 +402,11 @@ class SimEventCamera(EventCamera):
     move that far, and a still scene costs little; optional
     ``vibration_deg`` turns the camera slightly (two incommensurate sines) so
     static edges fire too.
+
+    ``stream_ahead_s > 0`` moves the emulation out of ``read`` into a worker
+    thread that runs ahead of the reads (the DVS kernels release the GIL, so
+    on a second core the event camera costs the reading loop almost nothing);
+    a read returns the events before its time and keeps the rest.
     """
 
     Settings = SimEventCameraSettings
@@ -403,7 +415,7 @@ class SimEventCamera(EventCamera):
                  position_mm=(60.0, -40.0, 0.0), rotation_deg=(0.0, 0.0, 0.0), contrast_threshold=0.2,
                  threshold_sigma=0.03, refractory_us=100.0, noise_rate_hz=0.1, noise_on_frac=0.8, log_eps=0.02,
                  substep_us=4000, min_substep_us=50, max_px_per_substep=0.25, max_substeps=20000, vibration_deg=0.0,
-                 vibration_hz=12.0, seed=None) -> None:
+                 vibration_hz=12.0, stream_ahead_s=0.0, seed=None) -> None:
         super().__init__(name, clock, width, height)
         self.twin = twin
         self.hfov_deg = float(hfov_deg)
@@ -423,6 +435,8 @@ class SimEventCamera(EventCamera):
         self._phase = np.random.default_rng(self._seed + 7).uniform(0, 2 * math.pi, 2)
         self._view: FixedView | None = None
         self._log_static: tuple | None = None
+        self.stream_ahead_us = int(round(float(stream_ahead_s) * 1e6))
+        self._stream: _EventStream | None = None
         twin.devices[name] = self
 
     @classmethod
@@ -475,16 +489,29 @@ class SimEventCamera(EventCamera):
     def _do_open(self) -> None:
         self._cursor_us = self.clock.now_us()
         self.dvs.reset(self._log_frame(self._cursor_us), self._cursor_us)
+        if self.stream_ahead_us > 0:
+            self._stream = _EventStream(self, self._cursor_us)
+
+    def _do_close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
+
+    def _substep_us(self, t_us: int) -> int:
+        """Internal frame interval at ``t_us``: the image moves at most ``max_px_per_substep`` in it."""
+        v = self._motion_px_per_us(t_us)
+        return self.substep_us if v <= 0 else int(np.clip(self.max_px_per_substep / v, self.min_substep_us, self.substep_us))
 
     def _motion_px_per_us(self, t_us: int) -> float:
         """Fastest image motion now (targets and vibration), pixels per microsecond."""
         speed = 0.0
-        views = getattr(self.twin.scene, "target_views", None)
-        if views is not None:
-            a = {v.id: v.centre_deg for v in views(t_us * 1e-6)}
-            b = {v.id: v.centre_deg for v in views(t_us * 1e-6 + 0.01)}
-            for k in a.keys() & b.keys():
-                speed = max(speed, math.hypot(b[k][0] - a[k][0], b[k][1] - a[k][1]) / 0.01)
+        centres = getattr(self.twin.scene, "target_centres_deg", None)
+        if centres is not None:
+            az_a, el_a, ok_a = centres(t_us * 1e-6)
+            az_b, el_b, ok_b = centres(t_us * 1e-6 + 0.01)
+            both = ok_a & ok_b
+            if both.any():
+                speed = float(np.max(np.hypot(az_b - az_a, el_b - el_a)[both])) / 0.01
         speed += 2 * math.pi * self.vibration_hz * 1.618 * self.vibration_deg * math.sqrt(2)
         return speed * 1e-6 / self.view.pitch_deg
 
@@ -492,8 +519,11 @@ class SimEventCamera(EventCamera):
         t0, t1 = self._cursor_us, self.clock.now_us()
         if t1 <= t0:
             return EventPacket(np.zeros(0, EVENT_DTYPE), self.sensor_size, t0, t0, self.name)
-        v = self._motion_px_per_us(t0)
-        dt = self.substep_us if v <= 0 else int(np.clip(self.max_px_per_substep / v, self.min_substep_us, self.substep_us))
+        if self._stream is not None:
+            events = self._stream.take(t1)
+            self._cursor_us = t1
+            return EventPacket(events, self.sensor_size, t0, t1, self.name)
+        dt = self._substep_us(t0)
         n_sub = min(self.max_substeps, max(1, math.ceil((t1 - t0) / dt)))
         if (t1 - t0) / n_sub > 65535:
             n_sub = math.ceil((t1 - t0) / 65535)
@@ -509,6 +539,7 @@ class SimEventCamera(EventCamera):
         self._cursor_us = t1
         return EventPacket(events, self.sensor_size, t0, t1, self.name)
 
+
     def _do_status(self) -> dict[str, Any]:
         return {**super()._do_status(), "contrast_threshold": float(np.mean(self.dvs.c_on)), "vibration_deg": self.vibration_deg}
 
@@ -519,6 +550,70 @@ class SimEventCamera(EventCamera):
 
             packet = event_faults(self, packet)
         return packet
+
+
+class _EventStream:
+    """The worker of a streaming ``SimEventCamera``: internal frames from the open time on, one after the
+    other (each ``_substep_us`` long, at most ``max_substeps`` behind the target), events buffered until read."""
+
+    def __init__(self, cam: SimEventCamera, t0_us: int) -> None:
+        import threading
+
+        self.cam = cam
+        self.emulated_us = t0_us  # events before this time are in the buffer
+        self.target_us = t0_us + cam.stream_ahead_us
+        self.chunks: list[np.ndarray] = []
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.cv = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name=f"sim-events-{cam.name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        cam = self.cam
+        try:
+            while True:
+                with self.cv:
+                    while self.emulated_us >= self.target_us and not self.stopped:
+                        self.cv.wait()
+                    if self.stopped:
+                        return
+                    ta, behind = self.emulated_us, self.target_us - self.emulated_us
+                # A long backlog (a read long after open on a real clock) stretches the intervals.
+                dt = min(max(cam._substep_us(ta), -(-behind // cam.max_substeps)), 65535)
+                ev = cam.dvs.step(cam._log_frame(ta + dt), ta, ta + dt)
+                with self.cv:
+                    if ev.size:
+                        self.chunks.append(ev)
+                    self.emulated_us = ta + dt
+                    self.cv.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            with self.cv:
+                self.error = exc
+                self.cv.notify_all()
+
+    def take(self, t_us: int) -> np.ndarray:
+        """Events before ``t_us`` (waits for the worker to get there); asks it to go on ``stream_ahead_s`` further."""
+        with self.cv:
+            self.target_us = max(self.target_us, t_us + self.cam.stream_ahead_us)
+            self.cv.notify_all()
+            while self.emulated_us < t_us and self.error is None:
+                self.cv.wait()
+            if self.error is not None:
+                raise self.error
+            chunks, self.chunks = self.chunks, []
+        events = np.concatenate(chunks) if len(chunks) > 1 else (chunks[0] if chunks else np.zeros(0, EVENT_DTYPE))
+        k = int(np.searchsorted(events["t"], t_us, side="left"))
+        if k < len(events):
+            with self.cv:
+                self.chunks.insert(0, events[k:])
+        return events[:k]
+
+    def stop(self) -> None:
+        with self.cv:
+            self.stopped = True
+            self.cv.notify_all()
+        self.thread.join(timeout=10.0)
 
 
 # ------------------------------------------------------------------------- laser

@@ -660,10 +660,9 @@ class PanoramaScene:
         d = np.where((seg > 0)[:, None], d, np.stack([sgn, np.zeros(N)], axis=1))
         return pos[:, 0], pos[:, 1], d[:, 0], d[:, 1]
 
-    def target_views(self, t_s: float, bounds: tuple[float, float, float, float] | None = None) -> list[TargetView]:
-        """Targets as angular billboards at ``t_s``, far to near (drawing order); ``bounds`` culls by angle."""
-        if not self.targets:
-            return []
+    def _target_angles(self, t_s: float):
+        """Billboard angles of all targets at ``t_s`` (arrays, target order): centre azimuth, half width,
+        elevation span, distance, visibility mask, side view, heading across the line of sight."""
         A = self._arrays()
         h = self.layout.cam_height_m
         x, z, dx, dz = self.target_positions(t_s)
@@ -683,6 +682,24 @@ class PanoramaScene:
         da = np.degrees(np.arctan2(w / 2, rs))
         e_lo = np.degrees(np.arctan2(-h, rs))
         e_hi = np.degrees(np.arctan2(hh - h, rs))
+        return a_c, da, e_lo, e_hi, rho, ok, side, cross
+
+    def target_centres_deg(self, t_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centres (azimuth, elevation; deg) of all targets' billboards at ``t_s`` in target order, and which are
+        in front of the camera: ``TargetView.centre_deg`` without building the views (cheap, for motion rates)."""
+        if not self.targets:
+            e = np.zeros(0)
+            return e, e, e.astype(bool)
+        a_c, _, e_lo, e_hi, _, ok, _, _ = self._target_angles(t_s)
+        return a_c, (e_lo + e_hi) / 2, ok
+
+    def target_views(self, t_s: float, bounds: tuple[float, float, float, float] | None = None) -> list[TargetView]:
+        """Targets as angular billboards at ``t_s``, far to near (drawing order); ``bounds`` culls by angle."""
+        if not self.targets:
+            return []
+        A = self._arrays()
+        human = A["human"]
+        a_c, da, e_lo, e_hi, rho, ok, side, cross = self._target_angles(t_s)
         if bounds is not None:
             ok &= (a_c + da >= bounds[0]) & (a_c - da <= bounds[1]) & (e_hi >= bounds[2]) & (e_lo <= bounds[3])
         out = []
