@@ -18,7 +18,6 @@ and key of the first problem.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from foveate.system.config import read_yaml
 from foveate.calibration.galvo_geometry import GalvoCamera, Mirror, PinholeCamera
 from foveate.system import __version__
 from foveate.system.errors import ConfigError
+from foveate.system.model_files import file_sha256  # noqa: F401 - one SHA-256 of files (provenance)
 
 SCHEMA = "foveate-calibration/1"
 KINDS = ("camera", "galvo_camera", "event_alignment", "wide_map")
@@ -166,10 +166,6 @@ class LoadedCalibration:
         if not isinstance(d, GalvoCalibration):
             raise ConfigError(f"{self.path}: kind is {self.kind!r}, expected 'galvo_camera'")
         return GalvoCamera(self.camera, d.mirror1.mirror(), d.mirror2.mirror(), np.asarray(d.T_cw, dtype=float))
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def now_utc() -> str:
