@@ -490,12 +490,11 @@ class GalvoController:
             return pack_error(ErrorCode.BAD_LENGTH)
         ts = self.device_us(t_ns)
         ack = pack_ack(ts)
-        if command == Command.IDENTIFY:
-            return Identity(**{**self._ident.__dict__, "timestamp_us": ts}).pack()
         if command == Command.READ_STATUS:
             return self.status().pack()
-        if command != Command.READ_STATUS:
-            self.history.append((t_ns, command.name))
+        self.history.append((t_ns, command.name))
+        if command == Command.IDENTIFY:
+            return Identity(**{**self._ident.__dict__, "timestamp_us": ts}).pack()
         if command == Command.SET_POSITION:
             x, y, flags = SET_POSITION.unpack(p)
             self._check_angle(x, y, t_ns)

@@ -78,7 +78,7 @@ class HealthMonitor:
         self.s = settings
         self.devices: dict[int, _Device] = {}
         self.records: list[FaultRecord] = []
-        self.t0_ns = clock.now_ns()
+        self.t0_ns = 0  # times are reported on the rig clock (simulated rigs start at 0)
 
     # ------------------------------------------------------------------ bookkeeping
     def _entry(self, dev) -> _Device:
@@ -111,7 +111,9 @@ class HealthMonitor:
         if e.up:
             e.up = False
             e.wait_s = self.s.reconnect_initial_s
-            e.next_try_ns = self.clock.now_ns() + int(e.wait_s * 1e9)
+            # a restarted or watchdog-parked controller answers: re-home at once; anything else waits first
+            first_wait = 0.0 if kind in ("reset", "watchdog") else e.wait_s
+            e.next_try_ns = self.clock.now_ns() + int(first_wait * 1e9)
 
     def _good(self, e: _Device) -> None:
         e.timeouts = 0
@@ -173,8 +175,10 @@ class HealthMonitor:
             return False
         e.last_seq = key
         age_s = (self.clock.now_ns() - frame.t_ns) * 1e-9 - 0.5 * frame.exposure_s
-        readout_s = float(getattr(dev, "readout_s", 0.0))
-        if age_s - readout_s > self.s.late_frame_s:
+        nominal_s = float(getattr(dev, "readout_s", 0.0))
+        if getattr(dev, "view", "search") != "search":  # a free-running camera's latest frame may be a period old
+            nominal_s += getattr(dev, "frame_period_ns", 0) * 1e-9
+        if age_s - nominal_s > self.s.late_frame_s:
             e.counters["late"] += 1
             rec = self._open_fault(e, "late", f"frame seq {frame.seq} delivered {age_s * 1e3:.1f} ms after exposure")
             if drop_late:
@@ -230,6 +234,12 @@ class HealthMonitor:
             e.up = True
             e.timeouts = 0
             e.last_seq = None
+
+    def idle(self, galvo=None) -> None:
+        """Pause ``idle_s`` while the search path is down; keeps an up galvo's controller watchdog fed."""
+        if galvo is not None and self._entry(galvo).up:
+            self.call(galvo, galvo.position)
+        self.clock.sleep_s(self.s.idle_s)
 
     def next_try_ns(self) -> int | None:
         waits = [e.next_try_ns for e in self.devices.values() if not e.up]

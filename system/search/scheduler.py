@@ -240,7 +240,6 @@ class SearchLoop:
         wide_hz = s.scheduler.wide_hz or (1e9 / getattr(self.wide_cam, "frame_period_ns", 1e9 / 30))
         wide_period = int(1e9 / wide_hz)
         next_map = next_wide = t0
-        s_rel = self.rig.config.reliability
         self._emit("on_start", self)
         bar = tqdm(total=int(seconds * 1000), unit="ms", desc=f"search[{self.kind}] (clock)", disable=not progress,
                    leave=False)
@@ -259,7 +258,7 @@ class SearchLoop:
                     next_map = max(next_map + period, now + 1)
                 self.health.recover()
                 if not self.health.usable(self.galvo, self.search_cam):  # keep mapping; the search waits
-                    clock.sleep_s(s_rel.idle_s)
+                    self.health.idle(self.galvo)
                     self._emit("on_tick", self, clock.now_ns())
                     continue
                 p0 = time.perf_counter()
