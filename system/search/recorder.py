@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import logging
 import os
@@ -44,7 +45,6 @@ import queue
 import re
 import shutil
 import threading
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -192,8 +192,6 @@ class Recorder(LoopObserver):
                 log.exception("recorder: writing chunk %d failed", n)
 
     def _write_chunk(self, n: int, chunk: _Chunk) -> None:
-        import io
-
         buf = io.BytesIO()
         np.savez(buf, **chunk.arrays())
         data = buf.getvalue()
@@ -260,8 +258,6 @@ class Recorder(LoopObserver):
                                for role, d in (("search_camera", loop.search_cam), ("wide_camera", loop.wide_cam),
                                                ("wide_events", loop.events_cam)) if d is not None}
         # The geometry as tables, so a replay needs neither the rig's calibration nor the twin.
-        import io
-
         from foveate.system.search.geometry import TabulatedGeometry
         from foveate.system.search.ppm import CommandGrid
 
@@ -384,6 +380,22 @@ def _index_entry_problem(e, n: int, prev_t1_ns: int | None) -> str | None:
     return None
 
 
+def _load_npz(f: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; ``RecordingError`` naming the file when it is missing or damaged."""
+    try:
+        data = f.read_bytes()
+    except FileNotFoundError:
+        raise RecordingError(f"{f}: missing {what}") from None
+    except OSError as exc:
+        raise RecordingError(f"{f}: cannot read {what}: {exc.strerror}") from None
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile, zlib and numpy raise many types for a damaged file
+        why = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecordingError(f"{f}: unreadable {what}: {why}") from None
+
+
 class Recording:
     """A recording directory opened for reading; only indexed, intact chunks are trusted.
 
@@ -464,13 +476,11 @@ class Recording:
         return dict(out)
 
     def load_chunk(self, entry: dict) -> dict[str, np.ndarray]:
-        f = self.path / entry["file"]
-        try:
-            with np.load(f, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-            raise RecordingError(f"{f}: unreadable chunk: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
-                from None
+        return _load_npz(self.path / entry["file"], "chunk")
+
+    def geometry_tables(self) -> dict[str, np.ndarray]:
+        """The search geometry tables (``geometry.npz``), for ``TabulatedGeometry.thaw``."""
+        return _load_npz(self.path / "geometry.npz", "geometry tables (a replay needs them)")
 
     def stream(self, name: str) -> dict[str, np.ndarray]:
         """Every field of one stream, concatenated over the chunks (empty dict when never recorded)."""

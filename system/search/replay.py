@@ -21,7 +21,6 @@ recording, a replay reproduces the run exactly: same commands, same tracks.
 from __future__ import annotations
 
 import collections
-import io
 import json
 import logging
 from pathlib import Path
@@ -200,29 +199,32 @@ def replay(path: Path, models: str = "recorded", observers=(), progress: bool = 
     search = rec.stream("search")
     wide = rec.stream("wide")
     events = rec.stream("events")
-    rig_data = dict(mf["rig"])
-    cfg = RigConfig.model_validate({k: v for k, v in rig_data.items() if k in RigConfig.model_fields})
-    cfg.source = f"{path}/recording.json"
-    cams = mf["cameras"]
-    g = mf["galvo"]
-    devices, roles = {}, {}
-    galvo = ReplayGalvo(g["name"], clock, tuple(map(tuple, g["limits_deg"])), tuple(g["park_deg"]), search)
-    devices[galvo.name], roles["search_galvo"] = galvo, galvo.name
-    sc = cams["search_camera"]
-    scam = ReplayFrameCamera(sc["name"], clock, sc["width"], sc["height"], search, truth=True)
-    devices[scam.name], roles["search_camera"] = scam, scam.name
-    if "wide_camera" in cams and wide:
-        wc = cams["wide_camera"]
-        devices[wc["name"]] = ReplayFrameCamera(wc["name"], clock, wc["width"], wc["height"], wide)
-        roles["wide_camera"] = wc["name"]
-    if "wide_events" in cams and events:
-        ec = cams["wide_events"]
-        devices[ec["name"]] = ReplayEventCamera(ec["name"], clock, *ec["sensor_size"], events)
-        roles["wide_events"] = ec["name"]
-    rig = _ReplayRig(cfg, clock, devices, roles)
-    with np.load(io.BytesIO((Path(path) / "geometry.npz").read_bytes()), allow_pickle=False) as z:
-        geometry = TabulatedGeometry.thaw({k: z[k] for k in z.files})
-    settings = SearchSettings.model_validate(mf["settings"])
+    try:  # the manifest was checked for the keys every reader needs; these are the replay's own
+        rig_data = dict(mf["rig"])
+        cfg = RigConfig.model_validate({k: v for k, v in rig_data.items() if k in RigConfig.model_fields})
+        cfg.source = f"{path}/recording.json"
+        cams = mf["cameras"]
+        g = mf["galvo"]
+        devices, roles = {}, {}
+        galvo = ReplayGalvo(g["name"], clock, tuple(map(tuple, g["limits_deg"])), tuple(g["park_deg"]), search)
+        devices[galvo.name], roles["search_galvo"] = galvo, galvo.name
+        sc = cams["search_camera"]
+        scam = ReplayFrameCamera(sc["name"], clock, sc["width"], sc["height"], search, truth=True)
+        devices[scam.name], roles["search_camera"] = scam, scam.name
+        if "wide_camera" in cams and wide:
+            wc = cams["wide_camera"]
+            devices[wc["name"]] = ReplayFrameCamera(wc["name"], clock, wc["width"], wc["height"], wide)
+            roles["wide_camera"] = wc["name"]
+        if "wide_events" in cams and events:
+            ec = cams["wide_events"]
+            devices[ec["name"]] = ReplayEventCamera(ec["name"], clock, *ec["sensor_size"], events)
+            roles["wide_events"] = ec["name"]
+        rig = _ReplayRig(cfg, clock, devices, roles)
+        geometry = TabulatedGeometry.thaw(rec.geometry_tables())
+        settings = SearchSettings.model_validate(mf["settings"])
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        what = f"key {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise RecordingError(f"{path}/recording.json: cannot rebuild the recorded rig: {what}") from None
     for d in devices.values():
         d.open()
     if models == "recorded":

@@ -78,8 +78,10 @@ def verify_recording(path: str | Path, deep: bool = True) -> dict:
     if lost_files:
         problems.append(f"{chunk_dir}: {len(lost_files)} chunk file(s) not covered by the intact index "
                         f"({', '.join(lost_files[:3])}{', ...' if len(lost_files) > 3 else ''})")
-    if not (path / "geometry.npz").is_file():
-        problems.append(f"{path / 'geometry.npz'}: missing (a replay needs the geometry tables)")
+    try:
+        rec.geometry_tables()
+    except RecordingError as exc:
+        problems.append(str(exc))
     closed = rec.closed
     if closed:
         try:
