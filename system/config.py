@@ -19,6 +19,7 @@ from foveate.system.errors import ConfigError
 from foveate.system.registry import KINDS, resolve_backend
 
 DEFAULT_RIG_NAME = "sim_default.yaml"
+MAX_YAML_BYTES = 16 << 20  # rig, calibration and capture files are small; anything larger is the wrong file
 
 Role = Literal[
     "wide_camera",  # wide-angle frame camera
@@ -157,16 +158,27 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
     return None
 
 
+def _key_text(part) -> str:
+    """A key path element on one line (a key with control characters is shown quoted)."""
+    text = str(part)
+    return text if text.isprintable() and len(text) <= 80 else _short_repr(text, 80)
+
+
+def _short_repr(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def format_validation_error(source: str, exc: ValidationError, model: type[BaseModel], prefix: tuple = ()) -> str:
     """One line: ``file: key.path: problem (expected ...)`` for the first error."""
     # A typo shows up as an unknown key *and* a missing one: report the typo.
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     err = errors[0]
     loc = prefix + tuple(err["loc"])
-    key = ".".join(str(p) for p in loc) or "<top level>"
+    key = ".".join(_key_text(p) for p in loc) or "<top level>"
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, tuple(err["loc"]))
-        msg = f"unknown key '{loc[-1]}'"
+        msg = f"unknown key '{_key_text(loc[-1])}'"
         if allowed:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
@@ -175,7 +187,7 @@ def format_validation_error(source: str, exc: ValidationError, model: type[BaseM
         msg = "required key is missing"
     else:
         got = err.get("input")
-        got_txt = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        got_txt = f" (got {_short_repr(got)})" if got is not None and not isinstance(got, dict) else ""
         msg = f"{err['msg']}{got_txt}"
     more = f" [and {len(errors) - 1} more error(s)]" if len(errors) > 1 else ""
     return f"{source}: {key}: {msg}{more}"
@@ -187,12 +199,23 @@ def read_yaml(path: str | Path, what: str = "rig file") -> Any:
     The one YAML reader for user files (rigs, calibrations, captures).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, expected a {what} (YAML)")
+    if path.exists() and not path.is_file():  # a pipe or device would block or never end
+        raise ConfigError(f"{path}: not a regular file, expected a {what} (YAML)")
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {size} bytes; a {what} is at most {MAX_YAML_BYTES} bytes")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte offset {exc.start}: not UTF-8 text (a {what} is YAML)") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -200,6 +223,8 @@ def read_yaml(path: str | Path, what: str = "rig file") -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
 
 
 def default_rig_path() -> Path:
