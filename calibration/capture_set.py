@@ -153,6 +153,18 @@ def _parse_float(text: str, csv_path: Path, line: int, col: str) -> float:
     return v
 
 
+def _check_csv_text(csv_path: Path) -> None:
+    """UTF-8 text without NUL bytes (what the csv module needs), else one line naming the byte offset."""
+    raw = csv_path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(f"{csv_path}: byte offset {exc.start}: not UTF-8 text "
+                               f"(expected CSV with the header {','.join(COLUMNS)})") from None
+    if "\x00" in text:
+        raise CalibrationError(f"{csv_path}: byte offset {raw.index(0)}: NUL byte (expected CSV text)")
+
+
 def load_capture_dir(root: str | Path, require_angles: bool = True) -> CaptureSet:
     """Read and validate a capture directory; every problem names the file and line."""
     root = Path(root)
@@ -163,7 +175,8 @@ def load_capture_dir(root: str | Path, require_angles: bool = True) -> CaptureSe
         raise CalibrationError(f"{csv_path}: not found (a capture directory needs {CAPTURES_CSV} and {BOARD_YAML})")
     board = load_board(root / BOARD_YAML)
     camera = load_camera(root / CAMERA_YAML) if (root / CAMERA_YAML).is_file() else None
-    with csv_path.open(newline="") as fh:
+    _check_csv_text(csv_path)
+    with csv_path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         try:
             header = [h.strip() for h in next(reader)]
