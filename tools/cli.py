@@ -72,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     except FoveateError as exc:
         print(f"foveate: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turns it into Terminated
+        from foveate.system.safety import Terminated
+
+        if isinstance(exc, Terminated):
+            print("foveate: terminated", file=sys.stderr)
+            return 143
         print("foveate: interrupted", file=sys.stderr)
         return 130
 

@@ -13,6 +13,7 @@ the galvos' position feedback (``'measured'``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from foveate.system.errors import ConfigError
+from foveate.system.safety import LaserInterlock
 from foveate.system.light_section.stripe import StripeParams, extract_stripe
 from foveate.system.light_section.triangulate import POINT_DTYPE, Triangulator, intersect_sheet
 
@@ -223,16 +225,24 @@ def run_scan(rig, tri: Triangulator, plan: list[ViewPlan], settings: ScanSetting
     t0 = time.perf_counter()
     sim_t0 = rig.clock.now_ns()
     bar = tqdm(total=total, unit="frame", desc="scan", disable=not progress, leave=False)
-    laser.on()
-    try:
+    # The laser is on only while this procedure holds the interlock and its mirror aims inside the keep-in zone.
+    interlock = LaserInterlock(rig, laser=laser, galvo=laser_galvo)
+    outside = 0
+    with interlock.hold("scan"), contextlib.closing(bar):
         for view in plan:
             cam_galvo.move_to(*view.camera_deg)
             cam_state = cam_galvo.wait_settled(settings.settle_timeout_s)
             cam_cmd = view.camera_deg if settings.angle_source == "commanded" else cam_state.measured_deg
             best = (-1, None, None)
             for a in view.laser_deg:
-                laser_galvo.move_to(float(a), settings.laser_hold_y_deg)
+                if not interlock.inside(float(a), settings.laser_hold_y_deg):
+                    outside += 1  # planned outside safety.laser_keep_in_deg: never lit
+                    bar.update(1)
+                    continue
+                interlock.move(float(a), settings.laser_hold_y_deg)
                 st = laser_galvo.wait_settled(settings.settle_timeout_s)
+                if not laser.is_on:
+                    interlock.on()
                 frame = camera.read(timeout_s=1.0)
                 tp = time.perf_counter()
                 a_used = float(a) if settings.angle_source == "commanded" else float(st.measured_deg[0])
@@ -252,9 +262,6 @@ def run_scan(rig, tri: Triangulator, plan: list[ViewPlan], settings: ScanSetting
                     on_frame(n_frames, total)
             if keep_samples and best[1] is not None:
                 samples.append((view.index, best[1], best[2]))
-    finally:
-        laser.off()
-        bar.close()
     wall = time.perf_counter() - t0
     points = np.concatenate(chunks) if chunks else np.zeros(0, POINT_DTYPE)
     stats = {
@@ -267,6 +274,7 @@ def run_scan(rig, tri: Triangulator, plan: list[ViewPlan], settings: ScanSetting
         "stripe": counts,
         "method": settings.stripe.method,
         "angle_source": settings.angle_source,
+        "outside_keep_in": outside,
     }
     return ScanResult(points, plan, stats, samples)
 

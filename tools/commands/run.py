@@ -15,7 +15,10 @@ DESCRIPTION = (
     "given clock time and writes OUT/summary.json (frames, search fps, per-stage latency percentiles, drops, "
     "overruns; on the twin also targets found, time to first detection and recall over time), "
     "OUT/overview.png (the PPM over the wide view with the search path and tracks), OUT/recall.png and "
-    "OUT/search.gif. With --record DIR every stream is recorded (replay it with 'foveate replay DIR')."
+    "OUT/search.gif. With --record DIR every stream is recorded (replay it with 'foveate replay DIR'). "
+    "However the run ends (its end, Ctrl-C, SIGTERM, an error), lasers are switched off, galvos parked and the "
+    "recording closed, and OUT/shutdown.json says what the devices reported afterwards; device faults and "
+    "their recovery are in summary.json under 'faults' (docs/reliability.md)."
 )
 
 
@@ -80,6 +83,7 @@ def run(args) -> int:
     from foveate.system.clock import MonotonicClock
     from foveate.system.config import load_rig
     from foveate.system.rig import Rig
+    from foveate.system.safety import check_slew, shutdown_guard, terminate_on_sigterm
     from foveate.system.search.report import write_outputs
     from foveate.system.search.scheduler import SearchLoop
 
@@ -88,14 +92,13 @@ def run(args) -> int:
     check_outputs(args.out, args.record, args.force)
     cfg = load_rig(args.config)
     rig = Rig(cfg, clock=MonotonicClock() if args.realtime else None)
-    with rig:
+    with terminate_on_sigterm(), rig:
+        check_slew(rig)
         observers, evaluator, snap, recorder = build_observers(rig, args.loop, args.out, args.record, args.force, args.show)
         loop = SearchLoop(rig, args.loop, observers=observers, seed=args.seed)
-        try:
+        # Whatever ends the run (its end, Ctrl-C, SIGTERM, an error): lasers off, galvos parked, recording closed.
+        with shutdown_guard(rig, [recorder], args.out):
             loop.run(args.seconds, progress=not args.no_progress)
-        finally:
-            if recorder is not None:
-                recorder.close()
         evaluation = evaluator.summary(args.seconds) if evaluator is not None else None
         summary, pictures = write_outputs(loop, args.out, evaluation, snap)
     keys = ("loop", "rig", "detector", "sim_seconds", "wall_seconds", "frames", "search_fps", "search_fps_wall",
