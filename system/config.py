@@ -44,18 +44,42 @@ class DeviceConfig(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+def resolve_model_path(path: Path, rig_dir: Path) -> Path:
+    """Where a rig file's model ``path`` points: ``package:relative/file`` is a file shipped inside an
+    installed package (``foveate.models:weights/detector.onnx``, wherever the rig file lies); other paths
+    are absolute or relative to the rig file's folder."""
+    text = str(path)
+    package, sep, rel = text.partition(":")
+    if sep and package and rel and "/" not in package and package.replace(".", "").replace("_", "").isalnum():
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(package)
+        except ImportError:
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(f"model path '{text}': no installed package '{package}' to take '{rel}' from")
+        return Path(list(spec.submodule_search_locations)[0]) / rel
+    return path if path.is_absolute() else rig_dir / path
+
+
 class ModelRef(_Strict):
-    path: Path | None = None
+    path: Path | None = Field(default=None, description="model file: absolute, relative to the rig file, or "
+                              "'package:relative/file' inside an installed package")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
     # A model implemented in Python instead of a file (e.g. a test double on the twin).
     backend: str | None = Field(default=None, description="'package.module:Class' instead of a model file")
     settings: dict[str, Any] = Field(default_factory=dict)
+    # What to use while the file of 'path' does not exist (weights not shipped yet); the run summary says so.
+    fallback: "ModelRef | None" = Field(default=None, description="model used when the file of 'path' is missing")
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelRef":
         if (self.path is None) == (self.backend is None):
             raise ValueError("give exactly one of 'path' (a model file) or 'backend' ('package.module:Class')")
+        if self.fallback is not None and self.path is None:
+            raise ValueError("'fallback' goes with 'path' (it replaces a missing model file)")
         return self
 
 
@@ -248,11 +272,14 @@ def parse_rig(data: Any, source: str = "<memory>", rig_dir: Path = Path(".")) ->
         if not full.is_file():
             raise ConfigError(f"{source}: calibration.{key}: file not found: {full}")
     for key, ref in cfg.models.items():
-        if ref.path is None:
-            continue
-        full = ref.path if ref.path.is_absolute() else rig_dir / ref.path
-        if not full.is_file():
-            raise ConfigError(f"{source}: models.{key}.path: file not found: {full}")
+        where = f"models.{key}"
+        while ref is not None and ref.path is not None:
+            full = resolve_model_path(ref.path, rig_dir)
+            if full.is_file():
+                break
+            if ref.fallback is None:
+                raise ConfigError(f"{source}: {where}.path: file not found: {full}")
+            ref, where = ref.fallback, f"{where}.fallback"
     roles: dict[str, str] = {}
     for name, dev in cfg.devices.items():
         where = f"{source}: devices.{name}.backend"

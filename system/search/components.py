@@ -18,6 +18,7 @@ import importlib
 import logging
 from pathlib import Path
 
+from foveate.system.config import resolve_model_path
 from foveate.system.errors import ConfigError
 from foveate.system.model_files import verify_sha256
 from foveate.system.registry import import_object
@@ -37,7 +38,7 @@ def _construct(cls, rig, settings: dict, where: str):
 
 def _load_model_file(kind: str, ref, rig, where: str):
     """A model file through the runtime of its package (``foveate.models.<kind>``'s ``load_runtime``)."""
-    path = ref.path if ref.path.is_absolute() else rig.config.rig_dir / ref.path
+    path = resolve_model_path(ref.path, rig.config.rig_dir)
     try:
         module = importlib.import_module(f"foveate.models.{kind}")
     except ImportError as exc:
@@ -61,8 +62,12 @@ def _load_model_file(kind: str, ref, rig, where: str):
                       "is missing); use 'backend:' instead")
 
 
-def build_model(rig, key: str, required: bool):
-    """The model ``models.<key>`` of the rig (detector, segmenter), or None when absent and not required."""
+def build_model(rig, key: str, required: bool, notes: dict | None = None):
+    """The model ``models.<key>`` of the rig (detector, segmenter), or None when absent and not required.
+
+    A missing model file with a ``fallback`` gives the fallback; ``notes[key]`` then says which file
+    was missing (the run summary shows it).
+    """
     ref = rig.config.models.get(key)
     where = f"{rig.config.source}: models.{key}"
     if ref is None:
@@ -70,6 +75,17 @@ def build_model(rig, key: str, required: bool):
             raise ConfigError(f"{rig.config.source}: models.{key}: the search loop needs a {key} "
                               f"(a model file, or 'backend: package.module:Class')")
         return None
+    missing = []
+    while ref.path is not None and ref.fallback is not None:
+        if resolve_model_path(ref.path, rig.config.rig_dir).is_file():
+            break
+        missing.append(str(ref.path))
+        ref, where = ref.fallback, f"{where}.fallback"
+    if missing:
+        note = f"fallback: {', '.join(missing)} not found (no such weights shipped)"
+        log.warning("models.%s: %s", key, note)
+        if notes is not None:
+            notes[key] = note
     if ref.backend is not None:
         return _construct(import_object(ref.backend, f"{where}.backend"), rig, ref.settings, where)
     kind = {"segmenter": "sltnet"}.get(key, key)

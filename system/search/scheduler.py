@@ -91,9 +91,10 @@ class SearchLoop:
         self.search_cam = rig.role("search_camera")
         self.wide_cam = rig.role("wide_camera") if rig.has_role("wide_camera") else None
         self.events_cam = rig.role("wide_events") if rig.has_role("wide_events") else None
-        self.detector = detector if detector is not None else build_model(rig, "detector", required=True)
+        self.model_notes: dict[str, str] = {}  # e.g. a fallback used because weights are not shipped
+        self.detector = detector if detector is not None else build_model(rig, "detector", True, self.model_notes)
         self.segmenter = segmenter if segmenter is not None else (
-            build_model(rig, "segmenter", required=False) if loop == "ppm" else None)
+            build_model(rig, "segmenter", False, self.model_notes) if loop == "ppm" else None)
         self.geometry = geometry if geometry is not None else build_geometry(rig)
         self.footprint = self.geometry.footprint_deg()
         self.footprint_half = tuple(float(v) for v in self.footprint / 2)
@@ -323,6 +324,7 @@ class SearchLoop:
             "clock": type(self.clock).__name__,
             "detector": type(self.detector).__name__,
             "segmenter": type(self.segmenter).__name__ if self.segmenter is not None else None,
+            "model_notes": dict(self.model_notes),
             "geometry": type(self.geometry).__name__,
             "ppm_source": self.source,
             "sim_seconds": round(sim_s, 6),

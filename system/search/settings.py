@@ -89,7 +89,7 @@ class SchedulerSettings(_Strict):
     deadline_s: float = Field(1 / 120, gt=0, description="a frame's detections are due this long after its exposure")
     wide_hz: float | None = Field(None, gt=0, description="wide-camera reads per second (None: its frame rate)")
     detect: StageSettings = StageSettings(latency_s=0.002, parallel=True)
-    segment: StageSettings = StageSettings(queue=1, latency_s=0.01)
+    segment: StageSettings = StageSettings(queue=1, latency_s=0.01, parallel=True)
 
 
 class SearchSettings(_Strict):

@@ -101,9 +101,11 @@ def run(args) -> int:
             loop.run(args.seconds, progress=not args.no_progress)
         evaluation = evaluator.summary(args.seconds) if evaluator is not None else None
         summary, pictures = write_outputs(loop, args.out, evaluation, snap)
-    keys = ("loop", "rig", "detector", "sim_seconds", "wall_seconds", "frames", "search_fps", "search_fps_wall",
-            "overruns")
+    keys = ("loop", "rig", "detector", "segmenter", "sim_seconds", "wall_seconds", "frames", "search_fps",
+            "search_fps_wall", "overruns")
     short = {k: summary[k] for k in keys}
+    if summary.get("model_notes"):
+        short["model_notes"] = summary["model_notes"]  # e.g. the twin's oracle segmenter standing in for SLTNet
     if evaluation is not None:
         short.update({k: evaluation[k] for k in ("targets_total", "targets_found", "mean_ttfd_s", "recall_found_at_1s")})
     print(json.dumps(short, indent=2))
