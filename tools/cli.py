@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     except FoveateError as exc:
         print(f"foveate: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user named: missing folder, no permission, disk full
+        logging.getLogger("foveate").debug("OSError in %s", args.command, exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"foveate: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turns it into Terminated
         from foveate.system.safety import Terminated
 

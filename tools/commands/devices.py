@@ -7,6 +7,7 @@ import json
 from foveate.system.config import load_rig
 from foveate.system.registry import resolve_backend
 from foveate.system.rig import Rig
+from foveate.tools.argtypes import nonnegative_float
 
 NAME = "devices"
 HELP = "open every device of the rig and print its status"
@@ -17,7 +18,7 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--list", action="store_true",
                    help="only check the rig file and list its devices and backends; open nothing")
-    p.add_argument("--sync-seconds", type=float, default=0.0, metavar="S",
+    p.add_argument("--sync-seconds", type=nonnegative_float, default=0.0, metavar="S",
                    help="poll the devices that have their own clock (serial galvo, GenICam, live event cameras) "
                         "for S seconds of rig time before reporting, so their clock sync also estimates drift "
                         "(default: 0, the sync burst at open only)")

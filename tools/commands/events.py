@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from foveate.system.errors import EventFormatError
+from foveate.tools.argtypes import positive_int
 
 NAME = "events"
 HELP = "event files: info, convert, formats"
@@ -21,8 +22,8 @@ DESCRIPTION = (
 
 def _reader_args(p) -> None:
     p.add_argument("--in-format", metavar="FMT", help="input format (default: sniffed from header and name)")
-    p.add_argument("--width", type=int, help="sensor width, when the file does not say (or to override it)")
-    p.add_argument("--height", type=int, help="sensor height (with --width)")
+    p.add_argument("--width", type=positive_int, help="sensor width, when the file does not say (or to override it)")
+    p.add_argument("--height", type=positive_int, help="sensor height (with --width)")
     p.add_argument("--repair", action="store_true",
                    help="apply documented repairs (drop a truncated tail, events outside the sensor, "
                         "events far out of time order) with a warning instead of failing")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from foveate.system.errors import FoveateError
+from foveate.tools.argtypes import positive_float
 
 NAME = "galvo-sim"
 HELP = "serve the simulated galvo controller on a pseudo-terminal (a stand-in for a USB controller)"
@@ -19,7 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="controller option, repeatable: dac_bits, full_scale_deg, natural_freq_hz, damping, "
                         "noise_deg, seed, clock_offset_us, clock_drift_ppm, n_aux, turnaround_us, ...")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--seconds", type=positive_float, default=None, help="stop after this many seconds (default: Ctrl-C)")
 
 
 def run(args) -> int:

@@ -64,7 +64,11 @@ def _onnx_kind(path: Path) -> str:
 
     if not path.is_file():
         raise ConfigError(f"{path}: model file not found")
-    meta = {p.key for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise ConfigError(f"{path}: not an ONNX model (protobuf parsing failed: {type(exc).__name__})") from None
+    meta = {p.key for p in proto.metadata_props}
     return "detector" if "foveate.detector.config" in meta else "sltnet" if "sltnet_config" in meta else "other"
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from foveate.system.errors import ConfigError
+from foveate.tools.argtypes import nonnegative_int, positive_float, positive_int
 
 NAME = "replay"
 HELP = "segment an event file with SLTNet, or re-run the search loop on a run recording"
@@ -29,12 +30,12 @@ def add_arguments(p) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default out/replay/<name>)")
     p.add_argument("--weights", type=Path, default=None, help="SLTNet checkpoint .pt or .onnx (default: shipped)")
     p.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "torch"])
-    p.add_argument("--window-ms", type=float, default=50.0, help="window length (default 50 ms, as DDD17)")
-    p.add_argument("--crop-bottom", type=int, default=0, metavar="ROWS", help="sensor rows to drop at the bottom")
-    p.add_argument("--max-windows", type=int, default=None, metavar="N", help="stop after N windows")
+    p.add_argument("--window-ms", type=positive_float, default=50.0, help="window length (default 50 ms, as DDD17)")
+    p.add_argument("--crop-bottom", type=nonnegative_int, default=0, metavar="ROWS", help="sensor rows to drop at the bottom")
+    p.add_argument("--max-windows", type=positive_int, default=None, metavar="N", help="stop after N windows")
     p.add_argument("--format", default=None, help="event format (default: sniffed)")
     p.add_argument("--no-images", action="store_true", help="skip the overlay PNGs")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--models", choices=("recorded", "rig"), default="recorded",
                    help="run recording: replay the recorded detections/segmentations (default, deterministic) "

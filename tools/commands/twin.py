@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from foveate.system.errors import ConfigError
+from foveate.tools.argtypes import nonnegative_float, positive_float
 
 NAME = "twin"
 HELP = "render the simulated rig's world, wide view, event view and a search view into twin.png"
@@ -16,8 +17,8 @@ HELP = "render the simulated rig's world, wide view, event view and a search vie
 
 def add_arguments(p) -> None:
     p.add_argument("--config", metavar="RIG", help="rig YAML with sim devices (default: the embedded simulated rig)")
-    p.add_argument("--seconds", type=float, default=1.0, help="rig-clock time to run before the pictures (default: 1)")
-    p.add_argument("--events-ms", type=float, default=30.0, help="event window shown, ms (default: 30)")
+    p.add_argument("--seconds", type=nonnegative_float, default=1.0, help="rig-clock time to run before the pictures (default: 1)")
+    p.add_argument("--events-ms", type=positive_float, default=30.0, help="event window shown, ms (default: 30)")
     p.add_argument("--out", type=Path, default=Path("out/twin"), help="output folder (default: out/twin)")
     p.add_argument("--save-scene", type=Path, metavar="FILE", help="also save the scene (JSON, loadable with sim.scene_file)")
 
