@@ -202,7 +202,7 @@ def format_validation_error(source: str, exc: ValidationError, model: type[BaseM
     key = ".".join(_key_text(p) for p in loc) or "<top level>"
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, tuple(err["loc"]))
-        msg = f"unknown key '{_key_text(loc[-1])}'"
+        msg = f"unknown key {_short_repr(str(loc[-1]), 80)}"
         if allowed:
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""

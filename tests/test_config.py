@@ -121,3 +121,38 @@ def test_cli_prints_one_line_error(tmp_path, default_data, capsys):
     assert rc == 2
     assert err.startswith("foveate: error: ") and len(err.splitlines()) == 1
     assert "devices.galvo.settings.damping" in err
+
+
+def test_binary_rig_file_names_the_byte_offset(tmp_path):
+    p = tmp_path / "rig.yaml"
+    p.write_bytes(b"name: x\n\xff\xfe\x00")
+    assert "byte offset 8: not UTF-8 text" in _error(p)
+
+
+def test_rig_path_that_is_a_folder_or_a_pipe(tmp_path):
+    import os
+
+    from foveate.system.config import read_yaml
+
+    with pytest.raises(ConfigError, match="is a folder, expected a rig file"):
+        read_yaml(tmp_path)
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert "not a regular file" in _error(fifo)  # would block forever if opened
+
+
+def test_oversized_and_deeply_nested_rig_files(tmp_path):
+    from foveate.system.config import MAX_YAML_BYTES
+
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(MAX_YAML_BYTES + 1)
+    assert f"at most {MAX_YAML_BYTES} bytes" in _error(big)
+    deep = _write(tmp_path, "a: " + "[" * 100_000 + "]" * 100_000 + "\n", "deep.yaml")
+    assert "invalid YAML" in _error(deep)
+
+
+def test_control_characters_in_keys_stay_on_one_line(tmp_path, default_data):
+    default_data["devices"]["galvo"]["bad\nkey"] = 1
+    msg = _error(_write(tmp_path, default_data))
+    assert "unknown key 'bad\\nkey'" in msg
