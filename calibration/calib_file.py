@@ -217,7 +217,7 @@ def _validate(data: Any, source: str, expect_kind: str | None = None) -> Header:
     if schema != SCHEMA:
         raise ConfigError(f"{source}: schema: unsupported version {schema!r} (this foveate reads '{SCHEMA}')")
     kind = data.get("kind")
-    if kind not in MODELS:
+    if not isinstance(kind, str) or kind not in MODELS:
         raise ConfigError(f"{source}: kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     if expect_kind is not None and kind != expect_kind:
         raise ConfigError(f"{source}: kind: expected {expect_kind!r}, got {kind!r}")

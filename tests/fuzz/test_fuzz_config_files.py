@@ -130,6 +130,17 @@ def test_base_calibration_loads(tmp_path, calib_data):
     assert load_calibration(p).galvo is not None
 
 
+@pytest.mark.parametrize("kind", [["galvo_camera"], {"a": 1}, 3, None])
+def test_calibration_kind_of_the_wrong_type(tmp_path, calib_data, kind):
+    """Found by the fuzzer: an unhashable kind raised TypeError."""
+    from foveate.calibration.calib_file import load_calibration
+
+    p = tmp_path / "calib.yaml"
+    p.write_text(yaml.safe_dump(dict(calib_data, kind=kind)))
+    with pytest.raises(FoveateError, match=r"calib.yaml: kind: expected one of camera, galvo_camera"):
+        load_calibration(p)
+
+
 @settings(max_examples=budget(150))
 @given(data=st.data())
 def test_fuzz_calibration_file(tmp_path, calib_data, data):
