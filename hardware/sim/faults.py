@@ -168,6 +168,7 @@ def camera_open(cam) -> None:
 def camera_read(cam, timeout_s: float, read):
     """``read(timeout_s)`` of a sim frame camera as the schedule's faults change it."""
     faults, clock, name = cam.twin.faults, cam.clock, cam.name
+    cam._check_open()
     if getattr(cam, "_fault_lost", False) or faults.active(name, "camera.disconnect", clock.now_ns()):
         cam._fault_lost = True  # the handle is dead until the camera is closed and opened again
         raise DeviceError(f"{name}: camera disconnected")
