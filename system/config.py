@@ -124,7 +124,7 @@ class ReliabilityConfig(_Strict):
     reconnect_factor: float = Field(2.0, ge=1, description="back-off: each failed attempt multiplies the wait")
     event_burst_factor: float = Field(4.0, gt=1, description="an event packet this many times the running mean "
                                       "rate is a burst; its events beyond that rate are dropped (counted)")
-    event_gap_min_events: int = Field(50, ge=1, description="an empty packet where at least this many events were "
+    event_gap_min_events: int = Field(20, ge=1, description="an empty packet where at least this many events were "
                                       "expected is a gap; the map keeps its last segmentation")
     idle_s: float = Field(0.001, gt=0, description="loop pause while the search galvo or camera is down")
 
