@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from foveate.models.quant.ptq import QuantRecipe, input_name, quantize_model
+from foveate.models.quant.ptq import QuantRecipe, input_name, quantize_model, recipe_of
 from foveate.system.errors import ConfigError
 
 SELECTIONS = ("eda", "random", "all")
@@ -80,15 +80,17 @@ def run(float_model: bytes, candidates: np.ndarray, plan: Plan, out: Path | None
         name = input_name(proto)
         proto, folds = equalize(proto, [{name: c[None]} for c in calib], alpha=plan.equalize_alpha,
                                 threads=plan.threads)
-    q = quantize_model(proto, [c[None] for c in calib], plan.recipe, None, calib_info={
-        k: v for k, v in info.items() if k != "indices"} | {"equalized_sites": len(folds)})
+    q, unfused = quantize_model(proto, [c[None] for c in calib], plan.recipe, None, calib_info={
+        k: v for k, v in info.items() if k != "indices"} | {"equalized_sites": len(folds)}, return_unfused=True)
     card = {"kind": kind, "recipe": plan.recipe.as_dict(), "calibration": info,
             "equalize": {"alpha": plan.equalize_alpha, "sites": [f.__dict__ for f in folds]} if plan.equalize else None,
+            "spikes": (recipe_of(q) or {}).get("spikes"),
             "quantize_s": round(time.perf_counter() - t0, 2), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_average": [round(v, 2) for v in os.getloadavg()]}
     if plan.recipe.weight_bits == 8:
         chk = check_inputs if check_inputs is not None else candidates[:4]
-        card["kernel_check"] = kernel_agreement(q, chk[:4], plan.threads)
+        # on the graph before spike fusion: the same integer conv kernels, no threshold ties (ptq.quantize_model)
+        card["kernel_check"] = kernel_agreement(unfused, chk[:4], plan.threads)
     if accuracy is not None:
         fp = accuracy(float_model, None)
         qa = accuracy(q.SerializeToString(), None)

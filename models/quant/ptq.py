@@ -51,6 +51,8 @@ class QuantRecipe:
     exclude: tuple[str, ...] = ()       # node names kept in float, beside the automatic ones
     keep_head_float: bool = True        # the convs that produce graph outputs or feed float nodes stay float
     preprocess: bool = True             # onnxruntime quant_pre_process first
+    fuse_spikes: bool = True            # LIF thresholds folded into the conv requantisation (quant/spikes.py)
+    min_conv_macs: int = 0              # convs with fewer MACs stay float (gates on pooled vectors)
 
     def __post_init__(self) -> None:
         if self.method not in CALIB_METHODS:
@@ -105,10 +107,13 @@ class _Reader:
         self._it = iter(self._feeds)
 
 
-def float_nodes(proto: onnx.ModelProto, extra: Iterable[str] = (), heads: bool = False) -> list[str]:
+def float_nodes(proto: onnx.ModelProto, extra: Iterable[str] = (), heads: bool = False,
+                min_conv_macs: int = 0) -> list[str]:
     """Names of nodes that must stay in float: decoding, final sigmoid/softmax, ``extra``;
     with ``heads`` also the convolutions whose output is a graph output or feeds one of those
-    (the last 1x1 convs of the heads: cheap, and their logits are the most range-sensitive)."""
+    (the last 1x1 convs of the heads: cheap, and their logits are the most range-sensitive);
+    with ``min_conv_macs`` the convolutions with fewer multiply-accumulates (their Q/DQ
+    nodes cost more than the integer kernel saves)."""
     outputs = {o.name for o in proto.graph.output}
     names = {n.name for n in proto.graph.node if n.name.startswith(FLOAT_PREFIXES)}
     names |= {n.name for n in proto.graph.node if n.op_type in ("Sigmoid", "Softmax", "LogSoftmax")
@@ -118,6 +123,8 @@ def float_nodes(proto: onnx.ModelProto, extra: Iterable[str] = (), heads: bool =
         if name not in known:
             raise ConfigError(f"exclude: no node named '{name}' in the model")
         names.add(name)
+    if min_conv_macs > 0:
+        names |= {n for n, macs in conv_macs(proto).items() if macs < min_conv_macs}
     if heads:
         consumers: dict[str, list] = {}
         for n in proto.graph.node:
@@ -128,6 +135,19 @@ def float_nodes(proto: onnx.ModelProto, extra: Iterable[str] = (), heads: bool =
                     n.output[0] in outputs or any(c.name in names for c in consumers.get(n.output[0], []))):
                 names.add(n.name)
     return sorted(names)
+
+
+def conv_macs(proto: onnx.ModelProto) -> dict[str, int]:
+    """Multiply-accumulates of every Conv node whose output shape is known (batch included)."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    weights = {i.name: list(i.dims) for i in proto.graph.initializer}
+    out = {}
+    for n in proto.graph.node:
+        if n.op_type == "Conv" and n.input[1] in weights and n.output[0] in shapes and all(shapes[n.output[0]]):
+            out[n.name] = int(np.prod(shapes[n.output[0]]) * np.prod(weights[n.input[1]][1:]))
+    return out
 
 
 def _load(model: str | Path | bytes | onnx.ModelProto) -> onnx.ModelProto:
@@ -155,11 +175,16 @@ def input_name(proto: onnx.ModelProto) -> str:
 
 
 def quantize_model(model: str | Path | bytes | onnx.ModelProto, calib: Sequence[np.ndarray], recipe: QuantRecipe,
-                   out: str | Path | None = None, *, calib_info: dict | None = None) -> onnx.ModelProto:
+                   out: str | Path | None = None, *, calib_info: dict | None = None,
+                   return_unfused: bool = False):
     """Quantize ``model`` with ``calib`` (a list of input arrays, each with batch 1).
 
     Returns the quantized model (also written to ``out``); its metadata keeps the float model's
-    entries and adds ``foveate_quant`` = {recipe, calibration, cpu}.
+    entries and adds ``foveate_quant`` = {recipe, calibration, cpu, spikes}. With
+    ``return_unfused`` it returns ``(model, unfused)``, ``unfused`` being the QDQ graph before
+    :func:`foveate.models.quant.spikes.fuse_spikes` (same conv kernels; the fused-kernel check
+    runs on it, because the spike thresholds turn float-rounding ties of the reference
+    arithmetic into spike flips that a random network amplifies).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -170,7 +195,7 @@ def quantize_model(model: str | Path | bytes | onnx.ModelProto, calib: Sequence[
         raise ConfigError("calibration set is empty")
     proto = _load(model)
     name = input_name(proto)
-    exclude = float_nodes(proto, recipe.exclude, recipe.keep_head_float)
+    exclude = float_nodes(proto, recipe.exclude, recipe.keep_head_float, recipe.min_conv_macs)
     reduce_range = recipe.resolved_reduce_range()
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[recipe.method]
@@ -189,7 +214,7 @@ def quantize_model(model: str | Path | bytes | onnx.ModelProto, calib: Sequence[
             except Exception as exc:  # noqa: BLE001 - fall back to the plain model, say so
                 log.warning("quant_pre_process failed (%s); quantizing the model as exported", exc)
             # pre-processing renames nothing that we exclude by name prefix; recompute on its graph
-            exclude = float_nodes(onnx.load(str(src)), recipe.exclude, recipe.keep_head_float)
+            exclude = float_nodes(onnx.load(str(src)), recipe.exclude, recipe.keep_head_float, recipe.min_conv_macs)
         dst = Path(tmp) / "q.onnx"
         feeds = [{name: np.ascontiguousarray(x, dtype=np.float32)} for x in calib]
         quantize_static(str(src), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ,
@@ -199,20 +224,28 @@ def quantize_model(model: str | Path | bytes | onnx.ModelProto, calib: Sequence[
                         weight_type=(QuantType.QInt4 if recipe.weight_bits == 4 else
                                      QuantType.QUInt8 if recipe.u8u8 else QuantType.QInt8),
                         nodes_to_exclude=exclude, calibrate_method=method, extra_options=extra)
-        q = onnx.load(str(dst))
-    del q.metadata_props[:]
-    for k, v in meta:
-        if k != METADATA_KEY:
-            e = q.metadata_props.add()
-            e.key, e.value = k, v
-    e = q.metadata_props.add()
-    e.key = METADATA_KEY
-    e.value = json.dumps({"recipe": recipe.as_dict(), "reduce_range": reduce_range, "float_nodes": exclude,
-                          "calibration": {"n": len(calib), **(calib_info or {})}, "cpu": detect().describe()})
+        unfused = onnx.load(str(dst))
+    spikes = None
+    q = unfused
+    if recipe.fuse_spikes:
+        from foveate.models.quant.spikes import fuse_spikes
+
+        q, spikes = fuse_spikes(unfused)
+    info = {"recipe": recipe.as_dict(), "reduce_range": reduce_range, "float_nodes": exclude,
+            "calibration": {"n": len(calib), **(calib_info or {})}, "cpu": detect().describe(), "spikes": spikes}
+    for m in (q, unfused) if spikes is not None else (q,):
+        del m.metadata_props[:]
+        for k, v in meta:
+            if k != METADATA_KEY:
+                e = m.metadata_props.add()
+                e.key, e.value = k, v
+        e = m.metadata_props.add()
+        e.key = METADATA_KEY
+        e.value = json.dumps(info)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         onnx.save(q, str(out))
-    return q
+    return (q, unfused) if return_unfused else q
 
 
 def recipe_of(model: str | Path | bytes | onnx.ModelProto) -> dict | None:

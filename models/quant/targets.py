@@ -33,10 +33,21 @@ class Target:
     eval_inputs: np.ndarray
     accuracy: Callable[[bytes, np.ndarray | None], dict]
     source: str
-    # op types to quantize by default (None: all onnxruntime supports). SLTNet: convs and the
-    # reshapes around them only; Q/DQ pairs around its many element-wise nodes cost more than
-    # they save (measured: 1.11x over FP32 with these, 1.00x with all ops; docs/deployment.md)
-    op_types: tuple[str, ...] | None = None
+    # QuantRecipe fields this model quantizes with unless the user says otherwise (see SLTNET_RECIPE)
+    recipe_defaults: dict | None = None
+
+    def recipe(self, **choices):
+        """The :class:`QuantRecipe` for this model: its defaults, overridden by ``choices`` (None = default)."""
+        from foveate.models.quant.ptq import QuantRecipe
+
+        return QuantRecipe(**{**(self.recipe_defaults or {}), **{k: v for k, v in choices.items() if v is not None}})
+
+
+# SLTNet's INT8 recipe (docs/deployment.md, "SLTNet speed-up"): convs only (the spike layers fold into
+# their requantisation, quant/spikes.py); the gate convs on pooled vectors (ECA, FE channel gate: < 20k
+# MACs) and the 5-channel first conv stay float, where onnxruntime's float kernels beat the integer ones.
+SLTNET_FIRST_CONV = "/stem/stem.0/conv/Conv"
+SLTNET_RECIPE = {"op_types": ("Conv",), "min_conv_macs": 20_000, "exclude": (SLTNET_FIRST_CONV,)}
 
 
 def _session_bytes(model: bytes, threads: int):
@@ -97,7 +108,7 @@ def sltnet_target(weights: str | Path | None = None, data: str | Path | None = N
     from foveate.models.sltnet.train import evaluate
     from foveate.models.sltnet.twin_data import TwinDataset
 
-    path = Path(weights) if weights else Path(__file__).resolve().parents[1] / "weights" / "sltnet_twin.pt"
+    path = Path(weights) if weights else SLTNET_WEIGHTS
     model = load_model(path)
     cfg = model.config
     folder = Path(data) if data else _twin_folder_from_card(model, cfg, path, progress)
@@ -125,8 +136,55 @@ def sltnet_target(weights: str | Path | None = None, data: str | Path | None = N
         m = evaluate(predict, _DS(), names)
         return {"score": 100.0 * m["miou"], "miou": m["miou"], "pixel_accuracy": m.get("pixel_accuracy")}
 
-    return Target("sltnet", "mIoU", export_onnx(model), cand, ev, accuracy, str(path),
-                  op_types=("Conv", "ConvTranspose", "Reshape"))
+    return Target("sltnet", "mIoU", export_onnx(model), cand, ev, accuracy, str(path), recipe_defaults=SLTNET_RECIPE)
+
+
+SLTNET_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "sltnet_twin.pt"
+
+
+def sltnet_inputs_target(model, candidates: np.ndarray, source: str) -> Target:
+    """SLTNet with given calibration inputs and no accuracy (``foveate quantize ... --calib FILE.npy``;
+    the latency-only bench on a seeded model). The first four candidates check the fused kernels."""
+    from foveate.models.sltnet.export import export_onnx
+
+    cfg = model.config
+    want = (cfg.bins, cfg.height, cfg.width)
+    if candidates.ndim != 4 or candidates.shape[1:] != want:
+        raise ConfigError(f"{source}: calibration inputs of shape {candidates.shape[1:]}, the model wants {want}")
+    return Target("sltnet", "mIoU", export_onnx(model), candidates.astype(np.float32), candidates[:4].astype(np.float32),
+                  None, source, recipe_defaults=SLTNET_RECIPE)
+
+
+def seeded_sltnet(config="twin", seed: int = 0):
+    """An untrained SLTNet with realistic firing: random BN affines and the exact BN statistics of one
+    random batch (every LIF sees unit-scale inputs). For pipeline tests and latency without weights."""
+    import torch
+    from torch import nn
+
+    from foveate.models.sltnet.model import SLTNet
+
+    torch.manual_seed(seed)
+    model = SLTNet(config)
+    cfg = model.config
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for bn in bns:
+            bn.weight.uniform_(0.6, 1.6)
+            bn.bias.uniform_(-0.3, 0.4)
+            bn.momentum = None  # cumulative average: one pass gives the batch's exact statistics
+            bn.reset_running_stats()
+        model.train()
+        model(torch.from_numpy(random_voxels(4, cfg, seed)))
+        for bn in bns:
+            bn.momentum = 0.1
+    return model.eval()
+
+
+def random_voxels(n: int, cfg, seed: int = 0, density: float = 0.2) -> np.ndarray:
+    """Voxel-grid-like inputs ``[n, bins, H, W]``: a ``density`` share of voxels non-zero, standard normal."""
+    rng = np.random.default_rng(seed)
+    shape = (n, cfg.bins, cfg.height, cfg.width)
+    return (rng.normal(size=shape) * (rng.random(shape) < density)).astype(np.float32)
 
 
 def _twin_folder_from_card(model, cfg, path: Path, progress: bool) -> Path:

@@ -35,23 +35,36 @@ def add_arguments(p) -> None:
     p.add_argument("--equalize", action="store_true", help="RepQuant-style conv->conv range equalisation first")
     p.add_argument("--alpha", type=float, default=0.5, help="equalisation migration strength (0..1)")
     p.add_argument("--corrupted", type=float, default=0.0, help="share of calibration samples corrupted (0..1)")
-    p.add_argument("--op-types", default=None, help="comma-separated op types to quantize (default: all supported; SLTNet: Conv,ConvTranspose,Reshape)")
-    p.add_argument("--exclude", default="", help="comma-separated node names kept in float")
+    p.add_argument("--op-types", default=None,
+                   help="comma-separated op types to quantize (default: all supported; SLTNet: Conv)")
+    p.add_argument("--exclude", default=None,
+                   help="comma-separated node names kept in float (default: none; SLTNet: its 5-channel first conv)")
+    p.add_argument("--min-conv-macs", type=int, default=None,
+                   help="convs with fewer multiply-accumulates stay float (default 0; SLTNet: 20000)")
+    p.add_argument("--no-fuse-spikes", action="store_true",
+                   help="keep spike layers as float Greater/Cast between Q/DQ (default: thresholds folded into "
+                        "the integer convs, exact)")
     p.add_argument("--quantize-heads", action="store_true", help="also quantize the convs producing the outputs")
     p.add_argument("--data", type=Path, default=None, help="SLTNet twin cache folder (default: from the checkpoint's card)")
     p.add_argument("--eval", action="store_true", help="measure float and quantized accuracy (twin data only)")
     p.add_argument("--threads", type=int, default=2)
 
 
-def _target(args):
-    from foveate.models.quant.targets import detector_target, sltnet_target
+def _target(args, calib):
+    from foveate.models.quant.targets import (SLTNET_WEIGHTS, detector_target, sltnet_inputs_target,
+                                              sltnet_target)
     from foveate.system.errors import ConfigError
 
     m = args.model
     if m == "detector" or (m.endswith(".onnx") and _onnx_kind(Path(m)) == "detector"):
         return detector_target(None if m == "detector" else m, threads=args.threads, progress=True)
     if m == "sltnet" or m.endswith(".pt"):
-        return sltnet_target(None if m == "sltnet" else m, args.data, args.threads, progress=True)
+        path = SLTNET_WEIGHTS if m == "sltnet" else Path(m)
+        if calib is not None and not args.eval:  # inputs given, nothing to score: no twin data needed
+            from foveate.models.sltnet.runtime import load_model
+
+            return sltnet_inputs_target(load_model(path), calib, args.calib)
+        return sltnet_target(path, args.data, args.threads, progress=True)
     if m.endswith(".onnx"):
         raise ConfigError(f"{m}: an SLTNet model is quantized from its .pt checkpoint (the ONNX is exported with it)")
     raise ConfigError(f"model '{m}': expected detector, sltnet, a detector .onnx or an SLTNet .pt")
@@ -80,27 +93,32 @@ def run(args) -> int:
     from foveate.models.quant.ptq import QuantRecipe
     from foveate.system.errors import ConfigError
 
-    recipe = QuantRecipe(method=args.method, percentile=args.percentile, weight_bits=args.bits,
-                         reduce_range={"auto": "auto", "on": True, "off": False}[args.reduce_range],
-                         op_types=tuple(args.op_types.split(",")) if args.op_types else None,
-                         exclude=tuple(x for x in args.exclude.split(",") if x),
-                         keep_head_float=not args.quantize_heads, u8u8=args.u8u8)
-    target = _target(args)
-    if not args.op_types and target.op_types:
-        from dataclasses import replace
-
-        recipe = replace(recipe, op_types=target.op_types)
-    plan = Plan(recipe, args.calib_size, args.select, args.seed, args.equalize, args.alpha, args.corrupted, args.threads)
-    if args.calib == "twin":
-        cand = target.candidates
-    else:
+    choices = dict(method=args.method, percentile=args.percentile, weight_bits=args.bits,
+                   reduce_range={"auto": "auto", "on": True, "off": False}[args.reduce_range],
+                   op_types=tuple(args.op_types.split(",")) if args.op_types else None,
+                   exclude=tuple(x for x in args.exclude.split(",") if x) if args.exclude is not None else None,
+                   min_conv_macs=args.min_conv_macs, keep_head_float=not args.quantize_heads, u8u8=args.u8u8,
+                   fuse_spikes=False if args.no_fuse_spikes else None)
+    QuantRecipe(**{k: v for k, v in choices.items() if v is not None})  # bad values fail before any loading
+    Plan(QuantRecipe(), args.calib_size, args.select, corrupted_share=args.corrupted)
+    cand = None
+    if args.calib != "twin":
         path = Path(args.calib)
+        if not path.is_file():
+            raise ConfigError(f"{path}: calibration file not found (expected 'twin' or a .npy file of inputs [N, ...])")
         try:
             cand = np.load(path).astype(np.float32)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: not a readable .npy array of model inputs ({exc})") from None
-        if cand.shape[1:] != target.candidates.shape[1:]:
-            raise ConfigError(f"{path}: inputs of shape {cand.shape[1:]}, the model wants {target.candidates.shape[1:]}")
+    target = _target(args, cand)
+    recipe = target.recipe(**choices)
+    plan = Plan(recipe, args.calib_size, args.select, args.seed, args.equalize, args.alpha, args.corrupted, args.threads)
+    if cand is None:
+        cand = target.candidates
+    elif cand.ndim < 2 or cand.shape[1:] != target.candidates.shape[1:]:
+        raise ConfigError(f"{args.calib}: inputs of shape {cand.shape[1:]}, the model wants {target.candidates.shape[1:]}")
+    if args.eval and target.accuracy is None:
+        raise ConfigError("--eval needs the model's twin data (--calib twin)")
     q, card = quantize(target.float_model, cand, plan, args.out, kind=target.name,
                        accuracy=target.accuracy if args.eval else None, check_inputs=target.eval_inputs[:4])
     import os
@@ -115,6 +133,10 @@ def run(args) -> int:
     chk = card.get("kernel_check")
     print(f"{args.out}: {target.name}, W{args.bits}A8, {args.method}, {card['calibration']['n']} calibration "
           f"samples ({card['calibration']['selection']}), {args.out.stat().st_size / 1e3:.0f} kB")
+    if card.get("spikes"):
+        sp = card["spikes"]
+        print(f"  spike layers: {sp['conv_spikes']} thresholds folded into integer convs, {sp['cast_spikes']} "
+              f"cast to u8, {sp['bn_thresholds']} batch norms folded into thresholds")
     if chk:
         print(f"  fused INT8 kernels vs reference Q/DQ: relative L2 {chk['relative_l2_worst']:.4f} "
               f"({'ok' if chk['ok'] else 'FAILED: kernels disagree, try --reduce-range on'})")
