@@ -112,7 +112,7 @@ def rig_config(limits_deg=((-6.0, 6.0), (-4.0, 4.0)), search_px: int = 256, sear
         search.setdefault("ppm", {})["source"] = source
     if refresh_hz:
         search.setdefault("ppm", {})["refresh_hz"] = refresh_hz
-    kx = min(5.0, limits_deg[0][1]), min(3.0, limits_deg[1][1])
+    kx = min(5.0, 0.75 * limits_deg[0][1]), min(3.0, 0.75 * limits_deg[1][1])  # a zone inside the mirror's range
     data["safety"]["laser_keep_in_deg"] = [[-kx[0], kx[0]], [-kx[1], kx[1]]]
     return parse_rig(data, source=str(path), rig_dir=path.parent)
 
