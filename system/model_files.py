@@ -8,7 +8,9 @@ Every check fails with one ``ConfigError`` line naming the file and what was exp
   what the installed onnxruntime runs, and an inference session created (onnxruntime's own
   multi-line errors reduced to one line);
 * :func:`check_shape` -- a model input's or output's shape against what the model's own
-  config says (symbolic dimensions such as ``batch`` match anything).
+  config says (symbolic dimensions such as ``batch`` match anything);
+* :func:`load_torch_weights` -- a ``.pt`` checkpoint read with ``weights_only=True`` (tensors,
+  plain containers and numpy scalars only), so a tampered checkpoint cannot run code.
 """
 
 from __future__ import annotations
@@ -112,3 +114,26 @@ def check_shape(name: str, kind: str, tensor: str, shape: Sequence, expected: Se
     if not ok:
         show = lambda s: "[" + ", ".join("?" if d is None else str(d) for d in s) + "]"  # noqa: E731
         raise ConfigError(f"{name}: {kind} '{tensor}' has shape {show(got)}, expected {show(expected)} ({why})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def load_torch_weights(path: str | Path, what: str = "checkpoint"):
+    """The object in a ``.pt`` file, unpickled with ``weights_only=True`` (numpy scalars and dtypes
+    allowed, as model cards hold them); ``ConfigError`` on a missing, damaged or code-carrying file."""
+    import numpy as np
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    allowed = [np._core.multiarray.scalar, np.dtype] + [type(np.dtype(t)) for t in
+                                                         ("float64", "float32", "float16", "int64", "int32", "bool")]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad or unsafe file
+        raise ConfigError(f"{path}: cannot read {what}: {_first_line(exc)}") from None

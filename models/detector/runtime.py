@@ -22,7 +22,7 @@ import numpy as np
 
 from foveate.models.detector.config import DET_COLUMNS, DetectorConfig
 from foveate.system.errors import ConfigError, FoveateError
-from foveate.system.model_files import check_shape, open_onnx
+from foveate.system.model_files import check_shape, load_torch_weights, open_onnx
 from foveate.system.types import Detection
 
 ONNX_CONFIG_KEY = "foveate.detector.config"
@@ -181,25 +181,20 @@ class OnnxDetector(_DetectorBase):
 
 
 def load_checkpoint(path: str | Path):
-    """(DetectorNet, card) from a ``.pt`` checkpoint; clear errors for missing or foreign files."""
-    import torch
-
+    """(DetectorNet, card) from a ``.pt`` checkpoint; clear errors for missing, foreign or unsafe files."""
     from foveate.models.detector.model import DetectorNet
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: detector weights not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ConfigError(f"{path}: cannot read detector checkpoint: {exc}") from None
+    obj = load_torch_weights(path, "detector checkpoint")
     if not isinstance(obj, dict) or "config" not in obj or "state_dict" not in obj:
         raise ConfigError(f"{path}: not a detector checkpoint (expected keys 'config' and 'state_dict')")
     config = DetectorConfig.from_json(obj["config"], str(path))
     net = DetectorNet(config)
     try:
         net.load_state_dict(obj["state_dict"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
         raise ConfigError(f"{path}: weights do not fit the config: {str(exc).splitlines()[0]}") from None
     return net.eval(), obj.get("card", {})
 

@@ -113,23 +113,19 @@ def save_checkpoint(path: str | Path, model, card: dict | None = None, **extra) 
 
 def load_model(path: str | Path):
     """The SLTNet stored in a checkpoint written by :func:`save_checkpoint` (eval mode)."""
-    import torch
-
     from foveate.models.sltnet.model import SLTNet
+    from foveate.system.model_files import load_torch_weights
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: weights file not found")
-    try:
-        ckpt = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"{p}: not a readable SLTNet checkpoint ({exc})") from None
+    ckpt = load_torch_weights(p, "SLTNet checkpoint")
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
         raise ConfigError(f"{p}: not an SLTNet checkpoint (expected keys 'config' and 'state_dict')")
     model = SLTNet(SLTNetConfig.from_dict(ckpt["config"], str(p)))
     try:
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
         raise ConfigError(f"{p}: weights do not fit the SLTNet config: {str(exc).splitlines()[0]}") from None
     model.card = ckpt.get("card", {})
     return model.eval()

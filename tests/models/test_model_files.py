@@ -163,3 +163,35 @@ def test_sltnet_onnx_shapes_are_checked(tmp_path):
     with pytest.raises(ConfigError) as e:
         OnnxRunner(_set_opset(tmp_path / "ok.onnx", tmp_path / "new.onnx", 40), threads=1)
     assert "ONNX opset 40" in _one_line(e)
+
+
+class _RunsCode:
+    """A pickle that would run code when loaded without weights_only."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize("loader", ["detector", "sltnet"])
+def test_a_checkpoint_carrying_code_is_refused_not_run(tmp_path, monkeypatch, loader):
+    torch = pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "evil.pt"
+    torch.save({"config": "{}", "state_dict": {}, "card": _RunsCode()}, str(p))
+    if loader == "detector":
+        from foveate.models.detector.runtime import load_checkpoint as load
+    else:
+        from foveate.models.sltnet.runtime import load_model as load
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert "evil.pt: cannot read" in _one_line(e) and not (tmp_path / "pwned").exists()
+
+
+def test_shipped_detector_checkpoint_loads_with_weights_only():
+    pytest.importorskip("torch")
+    from foveate.models.detector.runtime import load_checkpoint
+
+    net, card = load_checkpoint(WEIGHTS / "detector.pt")
+    assert net.config.classes and isinstance(card, dict)
