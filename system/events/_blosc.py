@@ -12,7 +12,7 @@ into the caller's buffer: no extra copy, and several threads can decompress
 at once.
 
 Anything this path does not handle (another filter pipeline, a chunk whose
-filter was skipped, a chunk that fails Blosc's header check or decompresses
+filter was skipped or that was never written, a chunk that fails Blosc's header check or decompresses
 to an unexpected size) makes :meth:`BloscField.read_into` return ``False``;
 the caller then reads those events through HDF5, which raises its own error
 on corrupt data.
@@ -82,7 +82,10 @@ class BloscField:
         nbytes = ctypes.c_size_t(0)
         base = dest.ctypes.data
         for cs in range((a // c) * c, b, c):
-            mask, raw = self._id.read_direct_chunk((cs,))
+            try:
+                mask, raw = self._id.read_direct_chunk((cs,))
+            except (RuntimeError, OSError, ValueError):  # e.g. a chunk never written (HDF5 gives fill values)
+                return False
             if mask != 0 or self._validate(raw, len(raw), ctypes.byref(nbytes)) < 0 or nbytes.value != cb:
                 return False
             if cs >= a and (cs - a + c) <= dest.shape[0]:

@@ -115,6 +115,24 @@ def test_corrupt_chunk_is_an_event_format_error(tmp_path, make_events):
         np.testing.assert_array_equal(r._read(0, 8192), _expected(ev)[:8192])
 
 
+def test_unwritten_chunks_read_as_hdf5_fill_values(tmp_path, make_events):
+    ev = make_events(12_000)
+    p = tmp_path / "e.h5"
+    comp = hdf5plugin.Blosc(cname="zstd", clevel=3, shuffle=hdf5plugin.Blosc.SHUFFLE)
+    with h5py.File(p, "w") as f:
+        for k, dt in (("x", "<u2"), ("y", "<u2"), ("t", "<u4"), ("p", "u1")):
+            d = f.create_dataset(f"events/{k}", shape=(12_000,), chunks=(4096,), dtype=dt, **comp)
+            if k != "t":
+                d[:] = ev[k]
+            else:  # the middle chunk of t never written: HDF5 reads its fill value, 0
+                d[:4096], d[8192:] = ev[k][:4096], ev[k][8192:]
+        f.create_dataset("t_offset", data=np.int64(0))
+    exp = ev.copy()
+    exp["t"][4096:8192] = 0
+    with open_events(p, threads=2) as r:
+        np.testing.assert_array_equal(r.read_all(), exp)
+
+
 def test_threads_must_be_positive(tmp_path, make_events):
     p = _write(tmp_path / "e.h5", make_events(5000))
     with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
