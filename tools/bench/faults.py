@@ -262,13 +262,13 @@ def measure(scenario, summary, log: FrameLog, wire, link, violations, recorded) 
 
 
 # ----------------------------------------------------------------------------- overload, laser, soak
-def run_overload(seconds: float = 1.0, seed: int = 0) -> Result:
+def run_overload(seconds: float = 1.0, seed: int = 0, **rig_kw) -> Result:
     """A detector five times slower than the camera: newest-wins drops, counters, recordings complete."""
     from foveate.system.rig import Rig
     from foveate.system.search.recorder import Recorder, Recording
     from foveate.system.search.scheduler import SearchLoop
 
-    cfg = rig_config(detect={"queue": 2, "drop": "oldest", "latency_s": 0.025})
+    cfg = rig_config(detect={"queue": 2, "drop": "oldest", "latency_s": 0.025}, **rig_kw)
     log = FrameLog()
     with tempfile.TemporaryDirectory(prefix="foveate-overload-") as tmp, Rig(cfg) as rig:
         ctl = arm_envelope(rig)
