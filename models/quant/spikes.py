@@ -38,9 +38,14 @@ SPIKE_SCALE = np.float32(1.0 / 255.0)  # u8 255 -> 1.0 exactly in float32
 
 
 def _const(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
+    """An initializer's or a Constant node's value (None when ``name`` is computed)."""
     for i in graph.initializer:
         if i.name == name:
             return numpy_helper.to_array(i)
+    for n in graph.node:
+        if n.op_type == "Constant" and n.output[0] == name:
+            attr = next((a for a in n.attribute if a.name == "value"), None)
+            return numpy_helper.to_array(attr.t) if attr is not None else None
     return None
 
 
@@ -66,7 +71,7 @@ class _Graph:
 
     def arr(self, name: str) -> np.ndarray | None:
         i = self.inits.get(name)
-        return numpy_helper.to_array(i) if i is not None else None
+        return numpy_helper.to_array(i) if i is not None else _const(self.g, name)
 
     def set_init(self, name: str, value: np.ndarray) -> None:
         t = numpy_helper.from_array(value, name)

@@ -277,15 +277,18 @@ def collapse_reshapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     g = p.graph
     outputs = {o.name for o in g.output}
     changed = True
-    while changed:
+    while changed:  # each pass applies every rewrite whose tensors no earlier rewrite of the pass touched
         changed = False
         shape = _shapes(p)
         cons = _consumers(g)
         producer = {o: n for n in g.node for o in n.output}
+        dirty: set[str] = set()
         for n in list(g.node):
             if n.op_type not in SHAPE_OPS or n.op_type == "Flatten" or n.output[0] not in shape:
                 continue
             x = n.input[0]
+            if x in dirty or n.output[0] in dirty:
+                continue
             # a reshape to the input's own shape
             if x in shape and shape[x] == shape[n.output[0]] and n.output[0] not in outputs:
                 for c in cons.get(n.output[0], []):
@@ -293,25 +296,28 @@ def collapse_reshapes(proto: onnx.ModelProto) -> onnx.ModelProto:
                         if i == n.output[0]:
                             c.input[k] = x
                 g.node.remove(n)
+                dirty.update((x, n.output[0]))
                 changed = True
-                break
+                continue
             prev = producer.get(x)
-            if prev is None or x in outputs or len(cons.get(x, [])) != 1:
+            if prev is None or x in outputs or len(cons.get(x, [])) != 1 or prev.input[0] in dirty:
                 continue
             if prev.op_type in SHAPE_OPS and prev.op_type != "Flatten":  # reshape of a reshape
                 _retarget(p, n, prev.input[0], shape[n.output[0]])
                 g.node.remove(prev)
+                dirty.update((x, n.output[0], prev.input[0]))
                 changed = True
-                break
+                continue
             if prev.op_type in UNARY:  # unary op between two reshapes: reshape first, then the op
                 before = producer.get(prev.input[0])
                 if before is not None and before.op_type in SHAPE_OPS and before.op_type != "Flatten" and \
-                        len(cons.get(prev.input[0], [])) == 1 and prev.input[0] not in outputs:
+                        len(cons.get(prev.input[0], [])) == 1 and prev.input[0] not in outputs and \
+                        before.input[0] not in dirty:
+                    dirty.update((prev.input[0], before.input[0], x, n.output[0]))
                     prev.input[0] = before.input[0]
                     g.node.remove(before)
                     _retarget(p, n, x, shape[n.output[0]])
                     changed = True
-                    break
     del g.value_info[:]
     return _sort(p)
 
