@@ -132,6 +132,9 @@ def open_events(path: str | Path, format: str | None = None, **options: Any) -> 
     instead of raising, ``chunk_events`` bounds each decoded chunk. Format
     specific: ``add_t_offset`` (DSEC), ``stream`` (AEDAT4).
     """
+    p = Path(path)
+    if p.exists() and not p.is_file() and not p.is_dir():  # a pipe or device: reading would block
+        raise EventFormatError(f"{p}: not a regular file (event files are read from disk; readers seek)")
     fmt = format or detect_format(path)
     cls = _load(_check_name(fmt).reader)
     return cls(path, **options)

@@ -84,8 +84,9 @@ class NpyReader(_MemmapReader):
     def _open(self) -> None:
         try:
             arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise fail(self.path, "npy header", f"cannot read: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged header raises ValueError, SyntaxError, TokenError, ...
+            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise fail(self.path, "npy header", f"cannot read: {why}") from None
         names = arr.dtype.names or ()
         missing = [k for k in ("x", "y", "t", "p") if k not in names]
         if arr.ndim != 1 or missing:

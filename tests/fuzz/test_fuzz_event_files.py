@@ -3,6 +3,7 @@ one EventFormatError line naming it. (EVT2/EVT3/DAT/AEDAT4 and sniffing: tests/e
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 
@@ -14,6 +15,9 @@ from hypothesis import strategies as st
 from foveate.system.errors import EventFormatError
 from foveate.system.events import EventFormatWarning, TimeWindows, open_events, write_events
 from foveate.system.types import EVENT_DTYPE
+
+
+_SEQ = itertools.count()
 
 
 def budget(n: int) -> int:
@@ -66,7 +70,29 @@ def test_fuzz_own_event_files(tmp_path, own_files, data, name, repair):
         i = data.draw(st.integers(0, len(buf) - 1))
         buf[i] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(buf)))
-    p = tmp_path / name
+    # A fresh name per example: HDF5 reuses a file that is still open under the same name.
+    p = tmp_path / f"{next(_SEQ)}.{name}"
     p.write_bytes(bytes(buf[:cut]))
     kw = {"sensor_size": (64, 48)} if name.endswith(".npy") else {}
     _decode_or_clean_error(p, repair=repair, **kw)
+
+
+def test_a_pipe_is_refused_not_read(tmp_path):
+    fifo = tmp_path / "live.raw"
+    os.mkfifo(fifo)
+    with pytest.raises(EventFormatError, match="live.raw: not a regular file"):
+        open_events(fifo)  # opening a pipe for reading would block forever
+    with pytest.raises(EventFormatError, match="not a regular file"):
+        open_events(fifo, format="evt3")
+
+
+def test_npy_header_cut_inside_the_dtype(tmp_path):
+    """Found by the fuzzer: numpy raises tokenize.TokenError for an unclosed header."""
+    import struct
+
+    h = b"{'descr': [('t', '<i8'"
+    h += b" " * (118 - 10 - len(h)) + b"\n"
+    p = tmp_path / "cut.npy"
+    p.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h)
+    with pytest.raises(EventFormatError, match=r"cut.npy: npy header: cannot read: .*EOF in multi-line"):
+        open_events(p, sensor_size=(64, 48))
