@@ -374,10 +374,10 @@ def run_soak(seconds: float = SOAK_S, sample_every_s: float = 30.0, seed: int = 
     from foveate.system.search.scheduler import SearchLoop
 
     # Light but complete: the whole loop (planner, tracker, map, serial galvo, detection stage) on a small mirror
-    # range (the scene tiles it needs fill in the first seconds), 64 px search frames every ~50 ms, a detector
+    # range (the scene tiles it needs fill in the first seconds), 64 px search frames every ~100 ms, a detector
     # three times slower (overloaded all the time), the map refreshed twice a second from small wide frames.
-    cfg = rig_config(limits_deg=((-3.0, 3.0), (-2.0, 2.0)), search_px=64, search_exposure_s=0.045, wide_wh=(160, 120),
-                     detect={"queue": 2, "drop": "oldest", "latency_s": 0.15}, source="frames", wide_hz=2.0,
+    cfg = rig_config(limits_deg=((-3.0, 3.0), (-2.0, 2.0)), search_px=64, search_exposure_s=0.095, wide_wh=(160, 120),
+                     detect={"queue": 2, "drop": "oldest", "latency_s": 0.3}, source="frames", wide_hz=2.0,
                      refresh_hz=2.0)
     sampler = MemorySampler(sample_every_s)
     t_wall = time.perf_counter()
@@ -390,7 +390,7 @@ def run_soak(seconds: float = SOAK_S, sample_every_s: float = 30.0, seed: int = 
     faults = s["faults"]
     samples = sampler.samples
     wall = time.perf_counter() - t_wall
-    res = Result(f"soak: {seconds / 60:g} min simulated, detector 150 ms vs camera ~50 ms",
+    res = Result(f"soak: {seconds / 60:g} min simulated, detector 300 ms vs camera ~100 ms",
                  "no deadlock; bounded queues drop by policy; memory flat")
     half = [m for t, m in samples if t >= seconds / 2]
     band = max(half) - min(half) if half else float("nan")
