@@ -70,6 +70,20 @@ def _target(args, calib):
     raise ConfigError(f"model '{m}': expected detector, sltnet, a detector .onnx or an SLTNet .pt")
 
 
+def command_line(args) -> str:
+    """The command that reproduces this run, every option spelled out (from the parsed arguments, so it
+    is right however the command was invoked: shell, ``main([...])``, a script)."""
+    import shlex
+
+    parts = ["foveate", "quantize", args.model]
+    for key, value in sorted(vars(args).items()):
+        if key in ("model", "command", "log_level") or key.startswith("_") or value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts += [flag] if value is True else [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def _onnx_kind(path: Path) -> str:
     import onnx
 
@@ -117,18 +131,15 @@ def run(args) -> int:
         cand = target.candidates
     elif cand.ndim < 2 or cand.shape[1:] != target.candidates.shape[1:]:
         raise ConfigError(f"{args.calib}: inputs of shape {cand.shape[1:]}, the model wants {target.candidates.shape[1:]}")
-    if args.eval and target.accuracy is None:
-        raise ConfigError("--eval needs the model's twin data (--calib twin)")
     q, card = quantize(target.float_model, cand, plan, args.out, kind=target.name,
                        accuracy=target.accuracy if args.eval else None, check_inputs=target.eval_inputs[:4])
     import os
-    import sys
 
     # Recipes ship with the weights: record the source relative to the working folder, not this machine.
     source = str(target.source)
     if os.path.isabs(source) and not os.path.relpath(source).startswith(".."):
         source = os.path.relpath(source)
-    card = {"command": "foveate " + " ".join(sys.argv[1:]), **card, "source": source}
+    card = {"command": command_line(args), **card, "source": source}
     recipe_path(args.out).write_text(json.dumps(card, indent=1, default=float) + "\n")
     chk = card.get("kernel_check")
     print(f"{args.out}: {target.name}, W{args.bits}A8, {args.method}, {card['calibration']['n']} calibration "
