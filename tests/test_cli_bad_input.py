@@ -23,6 +23,7 @@ CASES = [
     (["run", "--config", "missing.yaml"], "missing.yaml: rig file not found"),
     (["run", "--config", "empty"], "empty: is a directory"),
     (["run", "--config", "junk.raw"], "junk.raw: expected a mapping"),
+    (["run", "--seconds", "0.01", "--out", "junk.raw/sub"], "--out junk.raw/sub: cannot create the output folder"),
     (["twin", "--seconds", "inf"], "argument --seconds: expected a finite number >= 0, got 'inf'"),
     (["twin", "--events-ms", "0"], "argument --events-ms: expected a finite number > 0, got '0'"),
     (["devices", "--sync-seconds", "nan"], "argument --sync-seconds: expected a finite number >= 0, got 'nan'"),

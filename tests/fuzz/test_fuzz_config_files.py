@@ -78,7 +78,7 @@ def rig_data():
     return yaml.safe_load(default_rig_path().read_text())
 
 
-@settings(max_examples=budget(150))
+@settings(max_examples=budget(80))
 @given(data=st.data())
 def test_fuzz_rig_structure(tmp_path, rig_data, data):
     p = tmp_path / "rig.yaml"
@@ -91,7 +91,7 @@ def test_fuzz_rig_structure(tmp_path, rig_data, data):
         assert isinstance(cfg, RigConfig)
 
 
-@settings(max_examples=budget(100))
+@settings(max_examples=budget(60))
 @given(text=st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))),
        raw=st.binary(max_size=64))
 def test_fuzz_rig_text(tmp_path, text, raw):
@@ -141,7 +141,7 @@ def test_calibration_kind_of_the_wrong_type(tmp_path, calib_data, kind):
         load_calibration(p)
 
 
-@settings(max_examples=budget(150))
+@settings(max_examples=budget(80))
 @given(data=st.data())
 def test_fuzz_calibration_file(tmp_path, calib_data, data):
     from foveate.calibration.calib_file import load_calibration
@@ -162,7 +162,7 @@ CSV_ALPHABET = st.sampled_from(list("abc,.-+0123456789e\n\r\t \"'") + ["image", 
                                                                         "theta_y_deg", "a.png", "nan", "inf"])
 
 
-@settings(max_examples=budget(150))
+@settings(max_examples=budget(80))
 @given(body=st.one_of(st.lists(CSV_ALPHABET, max_size=60).map("".join).map(str.encode), st.binary(max_size=200)),
        board=st.sampled_from([b"type: checkerboard\ncols: 9\nrows: 6\nsquare_mm: 20\n", b"type: circles\n",
                               b"cols: [\n", b"\xff\xfe"]))

@@ -44,7 +44,7 @@ def _damage(data, blob: bytes) -> bytes:
     return bytes(buf[:cut]) + tail
 
 
-@settings(max_examples=budget(120))
+@settings(max_examples=budget(60))
 @given(data=st.data())
 def test_fuzz_recording_reader(base, tmp_path, data):
     d0, files, chunks, seq_full = base

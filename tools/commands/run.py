@@ -70,13 +70,16 @@ def check_outputs(out: Path, record: Path | None, force: bool) -> None:
     from foveate.system.search.recorder import RecordingError, check_not_in_recording, check_recording_target
 
     check_not_in_recording(out, "--out")
-    if record is None:
-        return
-    o, r = out.absolute(), record.absolute()
-    if o == r or r in o.parents:
-        raise RecordingError(f"--out {out} lies in --record {record}: a recording holds only recorded data; "
-                             "choose separate folders")
-    check_recording_target(record, force)
+    if record is not None:
+        o, r = out.absolute(), record.absolute()
+        if o == r or r in o.parents:
+            raise RecordingError(f"--out {out} lies in --record {record}: a recording holds only recorded data; "
+                                 "choose separate folders")
+        check_recording_target(record, force)
+    try:  # now, not after the run
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FoveateError(f"--out {out}: cannot create the output folder: {exc.strerror}") from None
 
 
 def run(args) -> int:
