@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from foveate.models.sltnet.config import SLTNetConfig
-from foveate.models.sltnet.losses import sltnet_loss
+from foveate.models.sltnet.losses import balanced_class_weights, sltnet_loss
 from foveate.models.sltnet.metrics import ConfusionMatrix
 from foveate.models.sltnet.model import SLTNet
 from foveate.system.errors import ConfigError
@@ -40,6 +40,7 @@ class TrainSettings:
     lr_gamma: float = 0.92
     aux_weight: float = 0.4
     ohem: bool = True
+    class_balance: bool = False  # sqrt median-frequency class weights from the training labels
     flip: bool = True
     seed: int = 1234
     val_every: int = 1
@@ -94,6 +95,15 @@ def torch_predict(model: SLTNet) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
+def label_pixel_counts(dataset, num_classes: int) -> np.ndarray:
+    """Labelled pixels per class [C] over a whole split (the ignore label is not counted)."""
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for i in range(len(dataset)):
+        lab = dataset[i][1]
+        counts += np.bincount(lab[lab < num_classes].ravel(), minlength=num_classes)[:num_classes]
+    return counts
+
+
 def _rng_for(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
@@ -129,6 +139,11 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
     if len(train_set) < settings.batch_size or settings.batch_size < 2:
         raise ConfigError(f"batch size {settings.batch_size} needs >= 2 and at most the {len(train_set)} training windows")
 
+    class_weight = None
+    if settings.class_balance:
+        w = balanced_class_weights(label_pixel_counts(train_set, config.num_classes))
+        class_weight = torch.tensor(w, dtype=torch.float32)
+        log.info("class weights %s", dict(zip(config.classes, np.round(w, 3).tolist())))
     n_batches = len(train_set) // settings.batch_size  # drop_last: BN needs > 1 sample
     if settings.max_batches_per_epoch:
         n_batches = min(n_batches, settings.max_batches_per_epoch)
@@ -145,7 +160,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
                 break
             x, y = _stack(train_set, idx, rng, settings.flip)
             out_main, out_aux = model(x)
-            loss = sltnet_loss(out_main, out_aux, y, settings.aux_weight, settings.ohem)
+            loss = sltnet_loss(out_main, out_aux, y, settings.aux_weight, settings.ohem, class_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

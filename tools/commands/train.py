@@ -37,6 +37,9 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--input-size", default=None, metavar="HxW", help="override the config's input size (multiples of 8)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--val-every", type=int, default=1, metavar="N", help="validate every N epochs")
+    p.add_argument("--class-balance", action="store_true",
+                   help="weigh the loss by sqrt median-frequency class weights from the training labels "
+                        "(the twin's people and vehicles cover <1%% of the pixels)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--twin-seed", type=int, default=0, help="seed of the generated twin data")
     p.add_argument("--twin-train-sequences", type=int, default=None, metavar="N")
@@ -115,6 +118,7 @@ def _run_sltnet(args) -> int:
         data_desc["twin_spec"] = asdict(spec)
     settings = TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              val_every=args.val_every, threads=args.threads, max_batches_per_epoch=args.max_batches,
+                             class_balance=args.class_balance,
                              extra={"command": command_line(args), **data_desc,
                                     "train_windows": len(train_set), "val_windows": len(val_set)})
     print(f"training SLTNet/{config.name} on {args.data}: {len(train_set)} train, {len(val_set)} val windows, "

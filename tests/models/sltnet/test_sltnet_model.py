@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -107,3 +109,36 @@ def test_ohem_keeps_the_hard_pixels_like_the_official_loss():
     want = ref + 0.4 * F.cross_entropy(aux, target, ignore_index=255)
     assert torch.allclose(sltnet_loss(logits, aux, target), want)
     assert ohem_cross_entropy(logits, torch.full_like(target, 255)).item() == 0.0
+
+
+def test_class_weighted_ohem_is_the_weighted_mean_of_the_kept_pixels():
+    import torch.nn.functional as F
+
+    from foveate.models.sltnet.losses import ohem_cross_entropy
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 6, 8, 8) * 3
+    target = torch.randint(0, 6, (2, 8, 8))
+    w = torch.tensor([0.5, 1.0, 2.0, 0.25, 8.0, 3.0])
+    # all pixels kept (thresh 1.01): the weighted OHEM is F.cross_entropy's weighted mean
+    want = F.cross_entropy(logits, target, weight=w)
+    assert torch.allclose(ohem_cross_entropy(logits, target, thresh=1.01, weight=w), want)
+    # equal weights change nothing
+    assert torch.allclose(ohem_cross_entropy(logits, target, weight=torch.full((6,), 3.0)),
+                          ohem_cross_entropy(logits, target))
+
+
+def test_balanced_class_weights_follow_sqrt_median_frequency():
+    from foveate.models.sltnet.losses import balanced_class_weights
+
+    counts = np.array([3300, 4900, 37, 1700, 0, 33])
+    w = balanced_class_weights(counts)
+    freq = counts / counts.sum()
+    assert w[4] == 0.0  # absent class
+    present = counts > 0
+    raw = np.sqrt(np.median(freq[present]) / freq[present])
+    assert np.allclose(w[present] / w[present][0], raw / raw[0])  # the sqrt median-frequency shape
+    assert (w * freq).sum() == pytest.approx(1.0)  # weighted pixel mean 1: the loss keeps its scale
+    assert w[2] > w[3] > w[0] > w[1]  # rarer classes weigh more
+    with pytest.raises(ValueError):
+        balanced_class_weights(np.zeros(6))
