@@ -170,10 +170,6 @@ class Result:
     extra: dict = field(default_factory=dict)
     passed: bool = True
 
-    @property
-    def transient(self) -> bool:
-        return True
-
 
 def run_fault(scenario: Scenario, seconds_after: float = TAIL_S, record: bool = True, seed: int = 0,
               cfg=None) -> tuple[Result, dict]:
@@ -230,14 +226,20 @@ def measure(scenario, summary, log: FrameLog, wire, link, violations, recorded) 
     if recs:
         res.detect_s = round(min(r["t_detect_s"] for r in recs) - t0, 6)
         backs = [r["t_recover_s"] for r in recs]
-        res.recovery_s = None if any(b is None for b in backs) else round(max(0.0, max(backs) - t1), 6)
         t_back = max([t1] + [b for b in backs if b is not None])
     else:
-        res.recovery_s = 0.0 if res.resume_s is not None else None
-        t_back = t1
+        backs, t_back = [], t1
     t_back = max(t_back, t0 + 1e-9)
     after = frames[frames >= t_back]
     res.resume_s = round(float(after[0] - t1), 6) if len(after) else None
+    if recs:
+        res.recovery_s = None if any(b is None for b in backs) else round(max(0.0, max(backs) - t1), 6)
+    else:  # absorbed below the loop (retries): back when the search frames come again after the fault
+        res.recovery_s = res.resume_s
+    # the longest the search waited for a frame while the fault lasted (e.g. retries on a noisy wire)
+    inside = frames[(frames >= t0) & (frames <= t_back + 0.05)]
+    gap = float(np.max(np.diff(inside))) if len(inside) > 1 else float("nan")
+    res.extra["longest_frame_gap_s"] = round(gap, 6)
     if math.isfinite(rate):
         n_in = int(((frames >= t0) & (frames < t_back)).sum())
         res.frames_lost = max(0, int(round(rate * (t_back - t0))) - n_in)
@@ -256,6 +258,8 @@ def measure(scenario, summary, log: FrameLog, wire, link, violations, recorded) 
         res.did += f"; {link['retries']} retries, {link.get('crc_errors', 0)} CRC errors, {link.get('timeouts', 0)} timeouts"
     if wire.get("bits_flipped"):
         res.did += f"; {wire['bits_flipped']} bits flipped"
+    if np.isfinite(gap) and gap > 0:
+        res.did += f"; longest wait for a search frame {gap * 1e3:.0f} ms"
     res.passed = (res.recovery_s is not None and res.recovery_s < RECOVERY_GOAL_S and res.violations == 0
                   and res.recorded_lost == 0)
     return res
@@ -405,9 +409,9 @@ def run_soak(seconds: float = SOAK_S, sample_every_s: float = 30.0, seed: int = 
 
 
 # ----------------------------------------------------------------------------- report
-def _fmt(v, unit="s"):
+def _fmt(v, unit="s", none="not recovered"):
     if v is None:
-        return "not recovered"
+        return none
     if isinstance(v, float):
         return f"{v:.3f} {unit}".strip()
     return str(v)
@@ -426,8 +430,9 @@ How faults are handled: `system/search/health.py`; the envelope: `system/safety.
 
 Columns: **detected** = from the fault's start to the loop's first sign of it; **recovered** = from
 the fault's end (a restart: its instant) to the failed device's first good read or command;
-**search resumed** = from the fault's end to the first search frame after recovery; **frames lost** = search frames
-the loop would have taken at its pace before the fault, minus those it took, up to recovery;
+**search resumed** = from the fault's end to the first search frame after recovery (for faults the
+driver absorbs with retries this is also the recovery); **frames lost** = search frames the loop
+would have taken at its pace before the fault, minus those it took, up to recovery;
 **bytes lost** = bytes lost on the serial wire; **recorded lost** = search frames and event packets
 the loop saw but the recording lacks (every chunk's checksum verified); **violations** = the
 controller's envelope log. All times are simulated seconds.
@@ -442,7 +447,8 @@ def write_report(results: list[Result], path: Path, quick: bool, wall_s: float) 
                  "recorded lost | violations | pass |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        lines.append(f"| {r.name} | {r.did} | {_fmt(r.detect_s)} | {_fmt(r.recovery_s)} | {_fmt(r.resume_s)} | "
+        lines.append(f"| {r.name} | {r.did} | {_fmt(r.detect_s, none='—')} | {_fmt(r.recovery_s)} | "
+                     f"{_fmt(r.resume_s, none='—')} | "
                      f"{r.frames_lost} | {r.bytes_lost} | {r.recorded_lost} | {r.violations} | "
                      f"{'yes' if r.passed else '**NO**'} |")
     lines.append("")
