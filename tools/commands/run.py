@@ -107,6 +107,9 @@ def run(args) -> int:
     keys = ("loop", "rig", "detector", "segmenter", "sim_seconds", "wall_seconds", "frames", "search_fps",
             "search_fps_wall", "overruns")
     short = {k: summary[k] for k in keys}
+    if summary["faults"]["count"]:
+        short["faults"] = [f"{r['device']}: {r['kind']} at {r['t_detect_s']:.3f} s, recovered at {r['t_recover_s']} s"
+                           for r in summary["faults"]["records"][:10]]  # all of them: summary.json, the log
     if summary.get("model_notes"):
         short["model_notes"] = summary["model_notes"]  # e.g. the twin's oracle segmenter standing in for SLTNet
     if evaluation is not None:
