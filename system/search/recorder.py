@@ -175,6 +175,9 @@ class Recorder(LoopObserver):
         """Create the folder and start the writer (when the loop starts, so a failed set-up leaves nothing)."""
         (self.path / "chunks").mkdir(parents=True, exist_ok=True)
         self._index = open(self.path / "index.jsonl", "ab")
+        # The new entries themselves durable: a power loss must not drop chunks/ or the index file.
+        for d in (self.path, self.path.parent):
+            _fsync_dir(d)
         self._thread = threading.Thread(target=self._writer, name="recorder", daemon=True)
         self._thread.start()
 
