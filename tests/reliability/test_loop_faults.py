@@ -90,3 +90,25 @@ def test_every_fault_in_one_run_is_detected_recovered_reported_and_safe(tmp_path
     # the log says what happened
     text = caplog.text
     assert "galvo: reset at t=" in text and "recovered from reset" in text and "search: stall at t=" in text
+
+
+@pytest.mark.slow
+def test_rig_file_faults_through_foveate_run(tmp_path, capsys):
+    """``sim.faults`` in a rig file reach the twin's cameras and the simulated controller; the run reports them."""
+    import json
+
+    import yaml
+
+    from foveate.tools.cli import main
+
+    data = small_rig().model_dump(mode="json")
+    data["sim"]["faults"] = [{"kind": "serial.reset", "device": "galvo", "t_s": 0.1},
+                             {"kind": "camera.disconnect", "device": "search", "t_s": 0.2, "duration_s": 0.05}]
+    rig = tmp_path / "rig.yaml"
+    rig.write_text(yaml.safe_dump(data))
+    assert main(["run", "--config", str(rig), "--seconds", "0.4", "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    kinds = [(r["device"], r["kind"]) for r in summary["faults"]["records"]]
+    assert ("galvo", "reset") in kinds and ("search", "disconnect") in kinds and summary["faults"]["open"] == 0
+    assert "galvo: reset at 0.1" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "shutdown.json").read_text())["safe"]
