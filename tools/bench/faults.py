@@ -237,7 +237,8 @@ def measure(scenario, summary, log: FrameLog, wire, link, violations, recorded) 
     else:  # absorbed below the loop (retries): back when the search frames come again after the fault
         res.recovery_s = res.resume_s
     # the longest the search waited for a frame while the fault lasted (e.g. retries on a noisy wire)
-    inside = frames[(frames >= t0) & (frames <= t_back + 0.05)]
+    last_before = frames[frames < t0][-1:]  # the wait starts at the last frame before the fault
+    inside = np.concatenate([last_before, frames[(frames >= t0) & (frames <= t_back + 0.05)]])
     gap = float(np.max(np.diff(inside))) if len(inside) > 1 else float("nan")
     res.extra["longest_frame_gap_s"] = round(gap, 6)
     if math.isfinite(rate):
