@@ -21,13 +21,15 @@ tries to reconnect after ``reconnect_initial_s``, multiplying the wait by
 ``reconnect_factor`` after each failed attempt up to ``reconnect_max_s``.
 A fault is over (its ``t_recover_ns``) at the device's first good read or
 command after it. ``summary()`` lists every fault with its detection and
-recovery times (clock seconds), frames lost and attempts; it goes into the
+recovery times (clock seconds), frames lost and attempts (the latest 1000;
+``count`` counts all); it goes into the
 run's ``summary.json`` under ``faults``, and each fault is logged when
 detected and when recovered.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass, field
 
@@ -36,6 +38,8 @@ import numpy as np
 from foveate.system.errors import DeviceError, DeviceTimeoutError, LimitError
 
 log = logging.getLogger(__name__)
+
+MAX_RECORDS = 1000  # fault records kept (the latest); ``count`` has them all: memory stays flat on a flaky rig
 
 
 @dataclass
@@ -77,7 +81,8 @@ class HealthMonitor:
         self.clock = clock
         self.s = settings
         self.devices: dict[int, _Device] = {}
-        self.records: list[FaultRecord] = []
+        self.records: collections.deque[FaultRecord] = collections.deque(maxlen=MAX_RECORDS)  # the latest
+        self.count = 0
         self.t0_ns = 0  # times are reported on the rig clock (simulated rigs start at 0)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -93,6 +98,7 @@ class HealthMonitor:
                 self._close_fault(e)
             e.fault = FaultRecord(e.name, kind, self.clock.now_ns(), detail=detail)
             self.records.append(e.fault)
+            self.count += 1
             log.warning("%s: %s at t=%.3f s: %s", e.name, kind, (e.fault.t_detect_ns - self.t0_ns) * 1e-9, detail)
         return e.fault
 
@@ -248,7 +254,7 @@ class HealthMonitor:
     # ------------------------------------------------------------------ report
     def summary(self) -> dict:
         devices = {e.name: {"up": e.up, **{k: v for k, v in e.counters.items() if v}} for e in self.devices.values()}
-        return {"count": len(self.records), "open": sum(r.t_recover_ns is None for r in self.records),
+        return {"count": self.count, "open": sum(r.t_recover_ns is None for r in self.records),
                 "frames_lost": sum(r.frames_lost for r in self.records),
                 "records": [r.as_dict(self.t0_ns) for r in self.records],
                 "devices": {k: v for k, v in devices.items() if len(v) > 1 or not v["up"]}}
