@@ -215,3 +215,36 @@ def test_foveate_run_sigterm_exits_143_with_a_closed_recording(tmp_path):
     assert report["galvos"]["galvo"]["parked"] and report["lasers"]["laser"]["reported_on"] is False
     r = Recording(tmp_path / "rec")
     assert r.closed and not r.problems and r.counts()["search"] > 0
+
+
+def test_scan_procedure_lights_the_laser_only_inside_the_keep_in_zone():
+    import numpy as np
+    from importlib import resources
+
+    import yaml
+
+    from foveate.system.config import parse_rig
+    from foveate.system.light_section.scan import ScanSettings, plan_scan, run_scan
+    from foveate.system.light_section.stripe import StripeParams
+    from foveate.system.light_section.triangulate import Triangulator
+
+    data = yaml.safe_load((resources.files("foveate.hardware") / "rigs" / "sim_light_section.yaml").read_text())
+    data["devices"]["scan_camera"]["settings"].update(width=160, height=128)
+    with Rig(parse_rig(data, "test")) as rig:
+        twin = rig.context.shared["sim.twin"]
+        tri = Triangulator(twin.galvo_camera("scan_camera"), twin.scene.true_laser_model(twin))
+        settings = ScanSettings(stripe_spacing_mm=12.0, max_views=1, stripe=StripeParams(axis="rows"))
+        plan = plan_scan(tri, settings, rig.role("scan_galvo").limits_deg, rig.role("laser_galvo").limits_deg[0])
+        sweep = plan[0].laser_deg
+        mid = float(np.median(sweep))
+        zone = ((min(sweep) - 0.01, mid), (-1.0, 1.0))  # only half of the sweep may be lit
+        rig.config.safety = rig.config.safety.model_copy(update={"laser_keep_in_deg": zone})
+        laser, lg = rig.role("laser"), rig.role("laser_galvo")
+        lit = []  # (x, y) of every laser-galvo command made while the laser was on
+        move = lg.move_to
+        lg.move_to = lambda x, y: (lit.append((x, y)) if laser.is_on else None, move(x, y))[1]
+        res = run_scan(rig, tri, plan, settings, progress=False)
+    assert res.stats["outside_keep_in"] == int(np.sum(sweep > mid)) > 0
+    assert lit and all(zone[0][0] <= x <= zone[0][1] and zone[1][0] <= y <= zone[1][1] for x, y in lit)
+    log = twin.devices["laser"].switch_log
+    assert log[0][1] is True and log[-1][1] is False  # on for the sweep, off at the end
