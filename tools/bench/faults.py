@@ -443,7 +443,8 @@ controller's envelope log. All times are simulated seconds.
 def write_report(results: list[Result], path: Path, quick: bool, wall_s: float) -> Path:
     lines = [HEADER]
     lines.append(f"Run: {'`--quick` (smoke test, not the reference numbers)' if quick else 'full'}; "
-                 f"machine: {machine()}; wall time {wall_s:.0f} s.\n")
+                 f"machine: {machine()}; wall time {wall_s:.0f} s (wall times depend on the machine and its load; "
+                 "every other figure is simulated time, the same on any machine for the same seed).\n")
     lines.append("| fault | what the system did | detected | recovered | search resumed | frames lost | bytes lost | "
                  "recorded lost | violations | pass |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
