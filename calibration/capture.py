@@ -48,13 +48,21 @@ def capture_galvo(rig, out: str | Path, board: BoardSpec | None = None, camera_r
                   grid: tuple[int, int] = (6, 5), local: int = 3, step_deg: float | None = None,
                   distances_mm=(800.0, 1000.0, 1300.0), tilt_deg: float = 25.0, seed: int = 0,
                   ask: Ask | None = None, progress: bool = True, settle_timeout_s: float = 0.05,
-                  dwell_s: float = 0.005) -> CaptureSummary:
+                  dwell_s: float = 0.005, frames: int = 4) -> CaptureSummary:
     """Drive the galvo through a capture plan and save every image (see ``capture_plan``).
 
     ``rig`` must be open. ``intrinsics`` (known from ``foveate calibrate
     intrinsics``) are written as ``camera.yaml``; on the twin without them,
     the camera's true intrinsics are written and the capture says so.
+
+    At each command ``frames`` frames are taken, each after its own random
+    dwell, and saved as separate rows (the fit averages them). When the galvo
+    records its position (``Galvo.measured_at``), each row also gets the
+    measured angles at the frame's mid-exposure (``Frame.t_ns``): the fit then
+    uses where the mirrors really were, wobble included, instead of the command.
     """
+    if frames < 1:
+        raise CalibrationError(f"frames per command must be >= 1, got {frames}")
     cam_dev = rig.role(camera_role)
     galvo = rig.role(galvo_role)
     twin = twin_of(rig)
@@ -84,25 +92,32 @@ def capture_galvo(rig, out: str | Path, board: BoardSpec | None = None, camera_r
                               distances_mm=list(distances_mm), tilt_deg=tilt_deg, seed=seed, gain_guess=gain_guess)
     meta["plan"] = {"grid": list(grid), "local": local, "step_deg": float(_step(plan)), "hfov_deg": hfov_deg(nominal),
                     "distances_mm": [float(d) for d in distances_mm], "tilt_deg": tilt_deg}
+    measured = galvo.measured_at(rig.clock.now_ns()) is not None
+    meta["frames_per_command"] = int(frames)
+    meta["mirror_angles"] = ("measured: the galvo's position record at each frame's mid-exposure" if measured else
+                             "commanded: the galvo keeps no position record (its wobble stays in the data)")
+    if not measured:
+        log.warning("%s keeps no position record: captures.csv gets the commanded angles only", galvo.name)
     skipped: list[str] = []
     order_rng = np.random.default_rng(seed + 1)
-    total = sum(len(p.commands) for p in plan)
-    with CaptureWriter(out, board, intrinsics, meta) as writer, \
+    total = sum(len(p.commands) for p in plan) * frames
+    with CaptureWriter(out, board, intrinsics, meta, measured=measured) as writer, \
             tqdm(total=total, desc="capturing", unit="img", disable=not progress, leave=False) as bar:
         try:
             for pl in plan:
                 if not _place_board(pl, board, galvo, cam_dev, twin, true_g, ask, settle_timeout_s):
                     skipped.append(pl.name)
-                    bar.update(len(pl.commands))
+                    bar.update(len(pl.commands) * frames)
                     continue
                 for i in order_rng.permutation(len(pl.commands)):
                     tx, ty = pl.commands[i]
                     galvo.move_to(tx, ty)
                     galvo.wait_settled(settle_timeout_s)
-                    rig.clock.sleep_s(dwell_s * (1.0 + order_rng.uniform()))
-                    frame = cam_dev.read()
-                    writer.add(frame.image, pl.name, tx, ty)
-                    bar.update(1)
+                    for _ in range(frames):
+                        rig.clock.sleep_s(dwell_s * (1.0 + order_rng.uniform()))
+                        frame = cam_dev.read()
+                        writer.add(frame.image, pl.name, tx, ty, galvo.measured_at(frame.t_ns) if measured else None)
+                        bar.update(1)
         except _Stop:
             log.info("capture stopped by the user after %d images", writer.count)
         finally:

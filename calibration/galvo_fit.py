@@ -19,12 +19,18 @@ Procedure (``fit_galvo``):
    by ``M1 (rotation about axis 2) M1``. A screw decomposition of each gives
    direction, gain and a point on the axis;
 4. joint refinement of intrinsics, both mirrors and all board poses:
-   Levenberg-Marquardt on the Huber loss of the corner residuals
-   (``robust_lm``; ``scipy.optimize.least_squares`` minimises the same
-   objective but its exact trust-region step is an SVD of the whole
-   Jacobian, ~10x slower here). The finite-difference Jacobian uses the
-   block structure: two evaluations per global parameter plus six for all
-   board poses together.
+   ``scipy.optimize.least_squares`` (trust-region reflective, Huber loss on
+   the corner residuals). The Jacobian is built from the problem's block
+   structure (``CornerProblem.jacobian``: central differences for the global
+   parameters, six evaluations for all board poses together) and handed over
+   dense for the exact trust-region step: the iterative ``lsmr`` step that a
+   sparse Jacobian (``jac_sparsity``) implies stalls on this ill-conditioned
+   problem (docs/calibration.md has the measurements).
+
+Mirror angles: a view's ``mirror_deg`` -- the galvo's position sensor at
+mid-exposure when the capture recorded it, else the commanded angles. The
+commanded angles still group the views (single-axis steps for the
+initialisation, the command grid in reports).
 
 Parameterisation (per mirror, 7 numbers): axis direction ``u`` = normalised
 ``u_ref + alpha e1 + beta e2`` (a chart on the sphere around the initial
@@ -46,11 +52,12 @@ rigid rotation of the scene: compare them in the frame of the zero-command view.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
-from scipy.sparse import csr_matrix, diags
+from scipy.optimize import least_squares
+from scipy.sparse import csr_matrix
 
 from foveate.calibration.errors import CalibrationError
 from foveate.calibration.galvo_geometry import GalvoCamera, Mirror, PinholeCamera, unit
@@ -63,7 +70,11 @@ INTRINSIC_NAMES = ("fx", "fy", "cx", "cy", "k1", "k2", "p1", "p2", "k3")
 
 @dataclass
 class View:
-    """One image: its board corners (N, 2) px, the board points (N, 3) mm, placement and commands."""
+    """One view: its board corners (N, 2) px, the board points (N, 3) mm, placement and commands.
+
+    ``measured_deg``: the galvo's position sensor at mid-exposure (mean over the
+    view's frames), when recorded; the model then uses it as the mirror angles.
+    """
 
     name: str
     pose: str
@@ -71,6 +82,12 @@ class View:
     theta_y_deg: float
     uv: np.ndarray
     obj: np.ndarray
+    measured_deg: tuple[float, float] | None = None
+
+    @property
+    def mirror_deg(self) -> tuple[float, float]:
+        """The angles the model sees: measured when recorded, else commanded."""
+        return self.measured_deg if self.measured_deg is not None else (self.theta_x_deg, self.theta_y_deg)
 
 
 # ----------------------------------------------------------------------------- batch model
@@ -239,8 +256,17 @@ class GalvoFit:
 
 
 # ------------------------------------------------------------------------- the problem
-class _Problem:
-    """Packs parameters and evaluates residuals for all views at once."""
+class CornerProblem:
+    """Packs parameters and evaluates the corner residuals of all views at once.
+
+    Parameter vector: the fitted intrinsics (``fit_intrinsics`` names), then 7
+    chart coordinates per mirror (``MIRROR_PARAMS``, when ``fit_mirrors``), then
+    6 numbers per board placement (rotation vector, translation mm) in
+    ``pose_names`` order. Residuals: predicted - observed pixels, x and y of
+    every corner of every view (``residuals``), Jacobian by ``jacobian``. Used
+    by ``fit_galvo``/``check_galvo`` and extended by the light-section joint
+    refinement (``problem_from_fit``).
+    """
 
     def __init__(self, views: list[View], charts: tuple[MirrorChart, MirrorChart], camera: PinholeCamera,
                  fit_intrinsics: tuple[str, ...], fit_mirrors: bool = True) -> None:
@@ -252,8 +278,8 @@ class _Problem:
         self.pose_names = list(dict.fromkeys(v.pose for v in views))
         pidx = {p: i for i, p in enumerate(self.pose_names)}
         self.view_pose = np.array([pidx[v.pose] for v in views])
-        self.tx = np.array([v.theta_x_deg for v in views])
-        self.ty = np.array([v.theta_y_deg for v in views])
+        self.tx = np.array([v.mirror_deg[0] for v in views])
+        self.ty = np.array([v.mirror_deg[1] for v in views])
         # Pad views to a common corner count so everything batches; mask the padding.
         n_max = max(len(v.uv) for v in views)
         self.obj = np.zeros((len(views), n_max, 3))
@@ -321,9 +347,10 @@ class _Problem:
         return r[self.mask].ravel()
 
     def jacobian(self, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> csr_matrix:
-        """Sparse forward-difference Jacobian (m x n) using the structure: every residual sees one board pose.
+        """Sparse Jacobian (m x n) from the structure: every residual sees the global parameters and one board pose.
 
-        Two evaluations per global parameter plus six for all board poses together.
+        Central differences for each global parameter (two evaluations each),
+        forward differences for all board poses together (six evaluations).
         """
         f0 = self.residuals(x, fixed_model)
         m = f0.size
@@ -363,68 +390,17 @@ class _Problem:
 
 
 # ------------------------------------------------------------------------------ solver
-@dataclass
-class LMResult:
-    x: np.ndarray
-    success: bool
-    message: str
-    nfev: int
-    jac: csr_matrix  # at the solution (unweighted)
+def solve(problem: CornerProblem, x0: np.ndarray, f_scale_px: float = 1.0, max_nfev: int | None = None,
+          fixed_model: GalvoCamera | None = None):
+    """Minimise the Huber loss of ``problem``'s residuals from ``x0`` with ``scipy.optimize.least_squares``.
 
-
-def _huber_weights(r: np.ndarray, f_scale: float) -> np.ndarray:
-    """IRLS weights of the Huber loss on each corner's 2-D residual (applied to both coordinates)."""
-    e = np.hypot(r[0::2], r[1::2])
-    w = np.where(e <= f_scale, 1.0, f_scale / np.maximum(e, 1e-300))
-    return np.repeat(w, 2)
-
-
-def _huber_cost(r: np.ndarray, f_scale: float) -> float:
-    e = np.hypot(r[0::2], r[1::2])
-    return float(np.sum(np.where(e <= f_scale, 0.5 * e**2, f_scale * e - 0.5 * f_scale**2)))
-
-
-def robust_lm(fun, jac, x0: np.ndarray, f_scale: float = 1.0, max_iter: int = 100, tol: float = 1e-12) -> LMResult:
-    """Levenberg-Marquardt with a Huber loss (iteratively reweighted) on the normal equations.
-
-    Same objective as ``scipy.optimize.least_squares(loss="huber")`` on corner
-    residuals, but each step costs one Jacobian product (m x n by n x n)
-    instead of an SVD of the Jacobian, which for a few hundred views is ~10x
-    cheaper; Marquardt's diagonal scaling makes it invariant to parameter units.
+    Trust-region reflective with the exact (SVD) trust-region step on the
+    structured Jacobian, parameters scaled by the Jacobian's columns. Returns
+    scipy's ``OptimizeResult`` (``x``, ``cost``, ``jac`` dense, ``nfev``, ``success``, ``message``).
     """
-    x = np.asarray(x0, float).copy()
-    r = fun(x)
-    cost = _huber_cost(r, f_scale)
-    nfev, lam = 1, 1e-3
-    J = jac(x)
-    for _ in range(max_iter):
-        w = _huber_weights(r, f_scale)
-        Jw = diags(w) @ J
-        A = (J.T @ Jw).toarray()
-        g = Jw.T @ r
-        d = np.maximum(np.diag(A), 1e-12 * max(1.0, np.diag(A).max()))
-        while True:
-            try:
-                step = -np.linalg.solve(A + lam * np.diag(d), g)
-            except np.linalg.LinAlgError:
-                lam *= 10
-                continue
-            x_new = x + step
-            r_new = fun(x_new)
-            nfev += 1
-            cost_new = _huber_cost(r_new, f_scale)
-            if np.isfinite(cost_new) and cost_new <= cost:
-                break
-            lam *= 4
-            if lam > 1e12:
-                return LMResult(x, True, "no further decrease", nfev, J)
-        small = abs(cost - cost_new) <= tol * max(cost, 1e-30) or np.all(np.abs(step) * np.sqrt(d) <= 1e-10 * (1 + np.sqrt(2 * cost)))
-        x, r, cost = x_new, r_new, cost_new
-        lam = max(lam / 3, 1e-12)
-        J = jac(x)
-        if small:
-            return LMResult(x, True, "converged", nfev, J)
-    return LMResult(x, False, f"stopped after {max_iter} iterations", nfev, J)
+    return least_squares(lambda x: problem.residuals(x, fixed_model), x0,
+                         jac=lambda x: problem.jacobian(x, fixed_model).toarray(), method="trf", tr_solver="exact",
+                         loss="huber", f_scale=f_scale_px, x_scale="jac", max_nfev=max_nfev)
 
 
 # ------------------------------------------------------------------------ initialisation
@@ -504,7 +480,7 @@ def initial_model(views: list[View], view_T: list[np.ndarray], camera: PinholeCa
     rel = {}
     for a, b in pairs1 + _single_axis_pairs(views, view_T, 1):
         rel[a, b] = _relative_motion(views[a], views[b], view_T[a], view_T[b], camera)
-    m1_motions = [(rel[a, b], views[a].theta_x_deg - views[b].theta_x_deg) for a, b in pairs1]
+    m1_motions = [(rel[a, b], views[a].mirror_deg[0] - views[b].mirror_deg[0]) for a, b in pairs1]
     u1, k1, p1 = _fit_axis(m1_motions, "mirror 1 (theta_x_deg)")
     z = np.array([0.0, 0.0, 1.0])
     n1 = gauge_normal(u1, z, fold_signs[0])
@@ -517,8 +493,8 @@ def initial_model(views: list[View], view_T: list[np.ndarray], camera: PinholeCa
         )
     m2_motions = []
     for a, b in pairs2:
-        M = m1.matrix(views[a].theta_x_deg)
-        m2_motions.append((M @ rel[a, b] @ M, views[a].theta_y_deg - views[b].theta_y_deg))
+        M = m1.matrix(views[a].mirror_deg[0])
+        m2_motions.append((M @ rel[a, b] @ M, views[a].mirror_deg[1] - views[b].mirror_deg[1]))
     u2, k2, p2 = _fit_axis(m2_motions, "mirror 2 (theta_y_deg)")
     d1 = m1.matrix(0.0)[:3, :3] @ z
     n2 = gauge_normal(u2, d1, fold_signs[1])
@@ -531,6 +507,26 @@ def charts_for(model: GalvoCamera) -> tuple[MirrorChart, MirrorChart]:
     """Charts centred on an existing model (its normals define the gauge)."""
     return tuple(MirrorChart(np.asarray(m.axis_dir), np.asarray(m.axis_point), np.asarray(m.normal(0.0)))
                  for m in (model.mirror1, model.mirror2))
+
+
+def problem_from_fit(views: list[View], fit: GalvoFit) -> tuple[CornerProblem, np.ndarray]:
+    """The corner problem of a finished fit (intrinsics fixed) and its parameter vector, for refinements that extend it.
+
+    Views of placements seen at one command only are left out, as ``fit_galvo``
+    does; each mirror's angle offset is folded into its zero-angle normal (the
+    same mirror, in the charts' gauge).
+    """
+    counts: dict[str, int] = {}
+    for v in views:
+        counts[v.pose] = counts.get(v.pose, 0) + 1
+    views = [v for v in views if counts[v.pose] >= 2]
+    m1, m2 = (replace(m, normal0=m.normal(0.0), offset_deg=0.0) for m in (fit.model.mirror1, fit.model.mirror2))
+    model = replace(fit.model, mirror1=m1, mirror2=m2)
+    problem = CornerProblem(views, charts_for(model), model.camera, ())
+    missing = [p for p in problem.pose_names if p not in fit.board_poses]
+    if missing:
+        raise CalibrationError(f"views of placement(s) {', '.join(missing)} were not part of the fit")
+    return problem, problem.pack(model.camera, (m1, m2), [fit.board_poses[p] for p in problem.pose_names])
 
 
 # ----------------------------------------------------------------------------- checks
@@ -599,7 +595,7 @@ def initial_intrinsics(views: list[View], size: tuple[int, int]) -> PinholeCamer
     return PinholeCamera(K, size[0], size[1], np.ravel(dist)[:5].astype(float))
 
 
-def _view_residuals(problem: _Problem, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> list[ViewResidual]:
+def _view_residuals(problem: CornerProblem, x: np.ndarray, fixed_model: GalvoCamera | None = None) -> list[ViewResidual]:
     pred = problem.predict(x, fixed_model)
     out = []
     for i, v in enumerate(problem.views):
@@ -616,9 +612,9 @@ def _rms(views: list[ViewResidual]) -> float:
     return float(np.sqrt(e2.mean()))
 
 
-def _sigmas(problem: _Problem, res) -> dict[str, float]:
+def _sigmas(problem: CornerProblem, res) -> dict[str, float]:
     """1-sigma of each global parameter from the Gauss-Newton covariance (board poses marginalised)."""
-    J = res.jac
+    J = problem.jacobian(res.x)
     r = problem.residuals(res.x)
     dof = max(1, len(r) - len(res.x))
     s2 = float(r @ r) / dof
@@ -664,7 +660,7 @@ def _initial_board_poses(views: list[View], view_T: list[np.ndarray], model: Gal
         idx = [i for i, v in enumerate(views) if v.pose == p]
         med = np.median([[views[i].theta_x_deg, views[i].theta_y_deg] for i in idx], axis=0)
         j = min(idx, key=lambda i: np.hypot(views[i].theta_x_deg - med[0], views[i].theta_y_deg - med[1]))
-        V = model.virtual_extrinsics(views[j].theta_x_deg, views[j].theta_y_deg)
+        V = model.virtual_extrinsics(*views[j].mirror_deg)
         poses.append(np.linalg.inv(V) @ view_T[j])
     return poses
 
@@ -684,36 +680,32 @@ def fit_galvo(views: list[View], camera: PinholeCamera | None, image_size: tuple
     if camera is None:
         camera = initial_intrinsics(views, image_size)
     view_T = solve_view_poses(views, camera)
-    # Which way each mirror folds the view is observable only through the surface offsets
-    # (gauge 3): start from all four 90-degree fold layouts and keep the one that fits best.
+    # Which way each mirror folds the view is observable only through the surface offsets (gauge 3):
+    # fit all four 90-degree fold layouts to convergence and keep the lowest cost. (After a few
+    # iterations the costs rank how fast each start converges, not where it ends: measured.)
     best = None
+    total_nfev = 0
     for signs in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
         model, charts = initial_model(views, view_T, camera, signs)
-        poses = _initial_board_poses(views, view_T, model)
-        problem = _Problem(views, charts, camera, ())
-        x0 = problem.pack(camera, (model.mirror1, model.mirror2), poses)
-        res = robust_lm(problem.residuals, problem.jacobian, x0, f_scale_px, max_iter=15)
-        cost = _huber_cost(problem.residuals(res.x), f_scale_px)
-        log.debug("fold signs %s: cost %.6g after %d evaluations", signs, cost, res.nfev)
-        if best is None or cost < best[0]:
-            best = (cost, problem.model_from(res.x), charts, problem.poses_from(res.x))
-    _, model, charts, (Rb, tb) = best
-    poses = [np.block([[Rb[i], tb[i][:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]) for i in range(len(Rb))]
-    # Stage 1: mirrors and board poses with intrinsics fixed; stage 2: everything.
-    stages = [()]
-    if fit_intrinsics:
-        stages.append(("fx", "fy", "cx", "cy", *fit_distortion))
-    res = None
-    total_nfev = 0
-    for intr in stages:
-        problem = _Problem(views, charts, camera, intr)
-        x0 = problem.pack(camera, (model.mirror1, model.mirror2), poses)
-        res = robust_lm(problem.residuals, problem.jacobian, x0, f_scale_px, max_iter=max_nfev)
+        problem = CornerProblem(views, charts, camera, ())
+        x0 = problem.pack(camera, (model.mirror1, model.mirror2), _initial_board_poses(views, view_T, model))
+        res = solve(problem, x0, f_scale_px, max_nfev=max_nfev)
         total_nfev += res.nfev
+        log.info("fold signs %s: cost %.6g after %d evaluations", signs, res.cost, res.nfev)
+        if best is None or res.cost < best[2].cost:
+            best = (problem, charts, res)
+    problem, charts, res = best
+    if fit_intrinsics:  # stage 2: intrinsics too, from the best layout's mirrors and board poses
         model = problem.model_from(res.x)
-        camera = model.camera
         Rb, tb = problem.poses_from(res.x)
         poses = [np.block([[Rb[i], tb[i][:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]) for i in range(len(Rb))]
+        problem = CornerProblem(views, charts, camera, ("fx", "fy", "cx", "cy", *fit_distortion))
+        x0 = problem.pack(camera, (model.mirror1, model.mirror2), poses)
+        res = solve(problem, x0, f_scale_px, max_nfev=max_nfev)
+        total_nfev += res.nfev
+    model = problem.model_from(res.x)
+    Rb, tb = problem.poses_from(res.x)
+    poses = [np.block([[Rb[i], tb[i][:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]) for i in range(len(Rb))]
     vres = _view_residuals(problem, res.x)
     sig = _sigmas(problem, res)
     fit = GalvoFit(model, dict(zip(problem.pose_names, poses)), vres, _rms(vres), sig, list(NOT_DETERMINED),
@@ -732,10 +724,10 @@ def check_galvo(model: GalvoCamera, views: list[View], f_scale_px: float = 1.0) 
     for p in names:
         v = next(v for v in views if v.pose == p)
         T = solve_view_poses([v], model.camera)[0]
-        poses.append(np.linalg.inv(model.virtual_extrinsics(v.theta_x_deg, v.theta_y_deg)) @ T)
-    problem = _Problem(views, charts_for(model), model.camera, (), fit_mirrors=False)
+        poses.append(np.linalg.inv(model.virtual_extrinsics(*v.mirror_deg)) @ T)
+    problem = CornerProblem(views, charts_for(model), model.camera, (), fit_mirrors=False)
     x0 = problem.pack(model.camera, None, poses)
-    res = robust_lm(lambda x: problem.residuals(x, model), lambda x: problem.jacobian(x, model), x0, f_scale_px)
+    res = solve(problem, x0, f_scale_px, fixed_model=model)
     vres = _view_residuals(problem, res.x, model)
     Rb, tb = problem.poses_from(res.x)
     bp = {n: np.block([[Rb[i], tb[i][:, None]], [np.zeros((1, 3)), np.ones((1, 1))]]) for i, n in enumerate(names)}

@@ -28,9 +28,15 @@ class Detections:
 
 
 def detect_views(cs: CaptureSet, allow_missing: bool = False, progress: bool = False) -> Detections:
-    """Detect the board in every image; a board not found is an error naming the file unless ``allow_missing``."""
+    """Detect the board in every image; a board not found is an error naming the file unless ``allow_missing``.
+
+    Rows with the same ``pose`` and commands are repeated frames of one view:
+    its corners are the mean of the frames' corners and its measured angles
+    (when recorded) the mean of theirs. The view is named after its first image.
+    """
     obj = cs.board.object_points()
-    views, missing = [], []
+    groups: dict[tuple[str, float, float], list[tuple[str, np.ndarray, tuple[float, float] | None]]] = {}
+    missing = []
     size = None
     for row in tqdm(cs.rows, desc="detecting corners", unit="img", disable=not progress, leave=False):
         img = cs.read_image(row)
@@ -47,7 +53,7 @@ def detect_views(cs: CaptureSet, allow_missing: bool = False, progress: bool = F
         if uv is None:
             missing.append(str(cs.image_path(row)))
             continue
-        views.append(View(row.image, row.pose, row.theta_x_deg, row.theta_y_deg, uv, obj))
+        groups.setdefault((row.pose, row.theta_x_deg, row.theta_y_deg), []).append((row.image, uv, row.measured_deg))
     if missing and not allow_missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise CalibrationError(
@@ -56,6 +62,14 @@ def detect_views(cs: CaptureSet, allow_missing: bool = False, progress: bool = F
         )
     for m in missing:
         log.warning("%s: board not found, skipped", m)
+    views = []
+    for (pose, tx, ty), frames in groups.items():
+        uv = np.mean([f[1] for f in frames], axis=0)
+        measured = None
+        if frames[0][2] is not None:
+            m = np.mean([f[2] for f in frames], axis=0)
+            measured = (float(m[0]), float(m[1]))
+        views.append(View(frames[0][0], pose, tx, ty, uv, obj, measured))
     return Detections(views, missing)
 
 
@@ -72,6 +86,9 @@ def _source(cs: CaptureSet, det: Detections) -> dict:
         "captures_sha256": file_sha256(cs.csv_path),
         "images": len(cs.rows),
         "views_used": len(det.views),
+        "frames_per_view": round((len(cs.rows) - len(det.missing)) / max(1, len(det.views)), 3),
+        "mirror_angles": ("measured: the galvo's position sensor at mid-exposure (measured_x_deg, measured_y_deg)"
+                          if det.views and det.views[0].measured_deg is not None else "commanded"),
         "poses": len({v.pose for v in det.views}),
         "board": cs.board.as_dict(),
         "intrinsics": "camera.yaml (held fixed)" if cs.camera is not None else "fitted from these captures",
@@ -103,6 +120,9 @@ def calibrate_galvo_dir(capture_dir: str | Path, out: str | Path, allow_missing:
     if limits_deg is None and isinstance(cs.meta.get("limits_deg"), list):
         limits_deg = cs.meta["limits_deg"]
     fit = fit_galvo(det.views, cs.camera, size, fit_intrinsics=True if refine_intrinsics else None, limits_deg=limits_deg)
+    if det.views and det.views[0].measured_deg is None:
+        fit.notes.append("mirror angles: the commanded ones (captures.csv has no measured_x_deg/measured_y_deg): the "
+                         "galvo's position wobble stays in the data; capture with a galvo that records its position")
     out = Path(out)
     g = fit.model
     data = header("galvo_camera", _source(cs, det), {**fit.stats(), "per_view": per_view_table(fit)}, fit.notes)

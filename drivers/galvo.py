@@ -73,6 +73,17 @@ class Galvo(Device):
         self._check_open()
         return self._do_position()
 
+    def measured_at(self, t_ns: int) -> tuple[float, float] | None:
+        """Measured angles (deg) at a past host time ``t_ns`` from the galvo's position record, or None.
+
+        A galvo that logs its position sensor with timestamps (a servo driver's
+        position buffer, a DAQ on the position outputs) returns where the mirrors
+        were at ``t_ns``, e.g. a frame's mid-exposure ``Frame.t_ns``; one without
+        such a record returns None (the default), and callers use the commanded angles.
+        """
+        self._check_open()
+        return self._do_measured_at(int(t_ns))
+
     def wait_settled(self, timeout_s: float = 0.1) -> GalvoState:
         """Block (on the injected clock) until in position; ``DeviceTimeoutError`` after ``timeout_s``."""
         self._check_open()
@@ -97,6 +108,9 @@ class Galvo(Device):
 
     @abstractmethod
     def _do_position(self) -> GalvoState: ...
+
+    def _do_measured_at(self, t_ns: int) -> tuple[float, float] | None:
+        return None
 
     def _do_wait_settled(self, timeout_s: float) -> GalvoState:
         deadline = self.clock.now_ns() + int(timeout_s * 1e9)

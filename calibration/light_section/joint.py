@@ -21,12 +21,12 @@ without moving it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import least_squares
 
-from foveate.calibration.galvo_fit import GalvoFit, View, _Problem, charts_for
+from foveate.calibration.galvo_fit import GalvoFit, View, problem_from_fit
 from foveate.calibration.galvo_geometry import GalvoCamera
 from foveate.calibration.light_section.laser_calibration import LaserCalibrationError, LaserChart
 from foveate.calibration.light_section.laser_model import DynamicLaser
@@ -60,16 +60,8 @@ class JointFit:
 class _Joint:
     def __init__(self, views: list[View], fit: GalvoFit, laser: DynamicLaser, stripes: list[BoardStripe],
                  sigma_px: float, sigma_mm: float, prior_deg: float, prior_mm: float, max_points: int) -> None:
-        counts: dict[str, int] = {}
-        for v in views:
-            counts[v.pose] = counts.get(v.pose, 0) + 1
-        views = [v for v in views if counts[v.pose] >= 2]
-        # galvo_fit's charts hold mirrors with offset 0: fold each offset into the zero-angle normal (same mirror).
-        m1, m2 = (replace(m, normal0=m.normal(0.0), offset_deg=0.0) for m in (fit.model.mirror1, fit.model.mirror2))
-        model = replace(fit.model, mirror1=m1, mirror2=m2)
-        self.problem = _Problem(views, charts_for(model), model.camera, ())
+        self.problem, self.x_cam0 = problem_from_fit(views, fit)
         names = self.problem.pose_names
-        self.x_cam0 = self.problem.pack(model.camera, (m1, m2), [fit.board_poses[p] for p in names])
         self.n_cam = self.x_cam0.size
         self.chart = LaserChart(laser)
         self.q0 = self.chart.x0()

@@ -63,7 +63,8 @@ class SimGalvo(Galvo):
     """Two closed-loop axes on the injected clock; ``wait_settled`` sleeps exactly until in position.
 
     The twin's cameras read ``actual_deg(t_ns)`` (servo position plus wobble); the
-    reported ``measured_deg`` is the same signal, as a position sensor would see it.
+    reported ``measured_deg`` is the same signal, as a position sensor would see it,
+    and ``measured_at(t_ns)`` replays it at any past time (a logged position sensor).
     Gain and offset errors are invisible here and live in the true ``GalvoCamera``.
     """
 
@@ -111,6 +112,12 @@ class SimGalvo(Galvo):
         settled = t_ns * 1e-9 >= self._settle_time_s()
         cmd = (self.axes[0].target_deg, self.axes[1].target_deg)
         return GalvoState(cmd, (x, y), settled, t_ns)
+
+    def _do_measured_at(self, t_ns: int) -> tuple[float, float]:
+        """The position sensor's record: it sees what the mirrors do (``actual_deg``), wobble included."""
+        if t_ns > self.clock.now_ns():
+            raise ValueError(f"{self.name}: measured_at({t_ns}) asks for a time after now ({self.clock.now_ns()} ns)")
+        return self.actual_deg(t_ns)
 
     def _do_wait_settled(self, timeout_s: float) -> GalvoState:
         now_ns = self.clock.now_ns()

@@ -152,3 +152,54 @@ def test_board_spec_rules():
         BoardSpec(2, 5, 1.0)
     b = BoardSpec(4, 3, 10.0)
     assert b.object_points()[5].tolist() == [10.0, 10.0, 0.0]
+
+
+def _with_repeats(src, dst, offsets_deg, poses=("p00", "p01")):
+    """Capture ``src``'s images of ``poses``, each listed once per offset: repeated frames with measured angles."""
+    import csv
+
+    shutil.copytree(src, dst)
+    with (dst / "captures.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["pose"] in poses]
+    with (dst / "captures.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "pose", "theta_x_deg", "theta_y_deg", "measured_x_deg", "measured_y_deg"])
+        for r in rows:
+            for k, off in enumerate(offsets_deg):
+                name = r["image"] if k == 0 else r["image"].replace(".png", f"_f{k}.png")
+                if k:
+                    shutil.copy(dst / r["image"], dst / name)
+                w.writerow([name, r["pose"], r["theta_x_deg"], r["theta_y_deg"],
+                            float(r["theta_x_deg"]) + off, float(r["theta_y_deg"]) - off])
+    return rows
+
+
+def test_repeated_frames_are_averaged_with_their_measured_angles(capture_dir, tmp_path):
+    from foveate.calibration.galvo_procedure import detect_views
+
+    d = tmp_path / "rep"
+    rows = _with_repeats(capture_dir, d, (0.001, 0.003))
+    cs = load_capture_dir(d)
+    assert len(cs.rows) == 2 * len(rows) == 36
+    assert cs.rows[1].measured_deg == pytest.approx((float(rows[0]["theta_x_deg"]) + 0.003,
+                                                     float(rows[0]["theta_y_deg"]) - 0.003))
+    views = detect_views(cs).views
+    assert len(views) == 18
+    v = views[0]
+    # the same image twice: the mean is that image's corners; the measured angles are the frames' mean
+    assert v.name == rows[0]["image"] and np.allclose(v.uv, detect_corners(cs.read_image(cs.rows[0]), cs.board))
+    assert v.measured_deg == pytest.approx((v.theta_x_deg + 0.002, v.theta_y_deg - 0.002))
+    assert v.mirror_deg == v.measured_deg
+
+
+def test_measured_columns_errors_name_the_line(tmp_path):
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "board.yaml").write_text("type: checkerboard\ncols: 8\nrows: 6\nsquare_mm: 5\n")
+    (d / "a.png").write_bytes(b"")
+    (d / "captures.csv").write_text("image,pose,theta_x_deg,theta_y_deg,measured_x_deg\na.png,p0,0,0,0\n")
+    with pytest.raises(CalibrationError, match="line 1: column measured_x_deg without measured_y_deg"):
+        load_capture_dir(d)
+    (d / "captures.csv").write_text("image,pose,theta_x_deg,theta_y_deg,measured_x_deg,measured_y_deg\na.png,p0,0,0,0,\n")
+    with pytest.raises(CalibrationError, match="line 2: column measured_y_deg: expected a number"):
+        load_capture_dir(d)

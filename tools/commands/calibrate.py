@@ -45,6 +45,9 @@ def add_arguments(p) -> None:
     c.add_argument("--grid", type=_grid, default=(6, 5), metavar="NXxNY", help="placements over the mirror range (default 6x5)")
     c.add_argument("--local", type=int, default=3, help="commands per axis at each placement (default 3)")
     c.add_argument("--step-deg", type=float, help="local command step, mechanical deg (default: from the field of view)")
+    c.add_argument("--frames", type=int, default=4, metavar="N",
+                   help="frames per galvo command, each after its own random dwell; the fit averages them (default 4). "
+                   "A galvo that records its position also gives each frame's measured angles at mid-exposure")
     c.add_argument("--views", type=int, default=20, help="board poses for --what intrinsics (default 20)")
     c.add_argument("--seed", type=int, default=0, help="seed of the placement tilts (default 0)")
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -133,7 +136,7 @@ def _capture(args) -> int:
 
             s = capture_galvo(rig, args.out, board, camera_role=args.camera or "search_camera", galvo_role=args.galvo,
                               intrinsics=intr, grid=args.grid, local=args.local, step_deg=args.step_deg, seed=args.seed,
-                              ask=_ask, progress=not args.no_progress)
+                              ask=_ask, progress=not args.no_progress, frames=args.frames)
         elif args.what == "intrinsics":
             from foveate.calibration.intrinsics import capture_intrinsics
 
@@ -154,7 +157,7 @@ def _galvo(args) -> int:
                             refine_intrinsics=args.refine_intrinsics, progress=not args.no_progress)
     fit = r.fit
     summary = {**fit.stats(), "out": str(r.out), "pictures": [str(p) for p in r.pictures],
-               "weakly_determined": fit.weakly_determined, "notes": fit.notes}
+               "not_determined": fit.not_determined, "weakly_determined": fit.weakly_determined, "notes": fit.notes}
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
