@@ -184,3 +184,13 @@ def test_fuzz_capture_directory(tmp_path, body, board):
             assert "\n" not in msg and str(d) in msg, msg
         else:
             assert cs.rows and all(np.isfinite([r.theta_x_deg, r.theta_y_deg]).all() for r in cs.rows)
+
+
+def test_capture_image_name_too_long_for_the_os(tmp_path):
+    """Found by the fuzzer: a 300-character image name raised OSError (ENAMETOOLONG)."""
+    from foveate.calibration.capture_set import load_capture_dir
+
+    (tmp_path / "board.yaml").write_text("type: checkerboard\ncols: 9\nrows: 6\nsquare_mm: 20\n")
+    (tmp_path / "captures.csv").write_text("image,pose,theta_x_deg,theta_y_deg\n" + "a" * 300 + ",p,1,2\n")
+    with pytest.raises(FoveateError, match=r"captures.csv: line 2: image 'aaa.*' not found"):
+        load_capture_dir(tmp_path)
