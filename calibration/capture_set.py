@@ -7,7 +7,12 @@ A capture directory holds
   (every image of one pose was taken without moving the board, at different
   mirror commands); commanded mechanical angles in degrees, ``theta_x_deg``
   for mirror 1 (nearest the camera), ``theta_y_deg`` for mirror 2. For a
-  fixed camera (intrinsics) the angle columns may be left out.
+  fixed camera (intrinsics) the angle columns may be left out. Optional
+  columns ``measured_x_deg,measured_y_deg``: the galvo's position sensor at
+  the middle of that image's exposure (what the mirrors really did); when
+  present the fit uses them as the mirror angles. Several rows with the same
+  ``pose`` and commands are repeated frames of one view: their corners and
+  measured angles are averaged.
 - ``board.yaml``: ``type: checkerboard``, ``cols``, ``rows`` (inner corners), ``square_mm``.
 - ``camera.yaml`` (optional): known intrinsics ``fx, fy, cx, cy, width, height,
   dist: [k1, k2, p1, p2, k3]`` -- or a camera calibration file written by
@@ -37,6 +42,8 @@ CAPTURES_CSV = "captures.csv"
 BOARD_YAML = "board.yaml"
 CAMERA_YAML = "camera.yaml"
 COLUMNS = ("image", "pose", "theta_x_deg", "theta_y_deg")
+#: Optional: the galvo's position sensor at the middle of that image's exposure (deg), when the galvo records it.
+MEASURED_COLUMNS = ("measured_x_deg", "measured_y_deg")
 
 
 class _Strict(BaseModel):
@@ -109,6 +116,7 @@ class CaptureRow:
     theta_x_deg: float
     theta_y_deg: float
     line: int  # line number in captures.csv, for messages
+    measured_deg: tuple[float, float] | None = None  # position sensor at mid-exposure, when recorded
 
 
 @dataclass
@@ -197,7 +205,12 @@ def load_capture_dir(root: str | Path, require_angles: bool = True) -> CaptureSe
                 f"{csv_path}: line 1: missing column(s) {', '.join(missing)} (expected header {','.join(COLUMNS)})"
             )
         has_angles = all(c in header for c in COLUMNS[2:])
-        idx = {c: header.index(c) for c in COLUMNS if c in header}
+        given = [c for c in MEASURED_COLUMNS if c in header]
+        if len(given) == 1:
+            other = next(c for c in MEASURED_COLUMNS if c not in header)
+            raise CalibrationError(f"{csv_path}: line 1: column {given[0]} without {other} (give both or neither)")
+        has_measured = bool(given) and has_angles
+        idx = {c: header.index(c) for c in COLUMNS + MEASURED_COLUMNS if c in header}
         rows: list[CaptureRow] = []
         seen: dict[str, int] = {}
         for line, rec in enumerate(reader, start=2):
@@ -218,7 +231,10 @@ def load_capture_dir(root: str | Path, require_angles: bool = True) -> CaptureSe
                 raise CalibrationError(f"{csv_path}: line {line}: column pose is empty")
             tx = _parse_float(rec[idx["theta_x_deg"]], csv_path, line, "theta_x_deg") if has_angles else 0.0
             ty = _parse_float(rec[idx["theta_y_deg"]], csv_path, line, "theta_y_deg") if has_angles else 0.0
-            rows.append(CaptureRow(image, pose, tx, ty, line))
+            measured = None
+            if has_measured:
+                measured = tuple(_parse_float(rec[idx[c]], csv_path, line, c) for c in MEASURED_COLUMNS)
+            rows.append(CaptureRow(image, pose, tx, ty, line, measured))
     if not rows:
         raise CalibrationError(f"{csv_path}: no captures listed")
     meta_path = root / "capture.yaml"
@@ -230,7 +246,7 @@ class CaptureWriter:
     """Writes a capture directory incrementally (so an interrupted capture keeps what it took)."""
 
     def __init__(self, root: str | Path, board: BoardSpec, camera: PinholeCamera | None = None,
-                 meta: dict[str, Any] | None = None, image_dir: str = "images") -> None:
+                 meta: dict[str, Any] | None = None, image_dir: str = "images", measured: bool = False) -> None:
         self.root = Path(root)
         if (self.root / CAPTURES_CSV).exists():
             raise CalibrationError(f"{self.root}: already holds a capture ({CAPTURES_CSV}); choose an empty --out folder")
@@ -243,15 +259,21 @@ class CaptureWriter:
             (self.root / "capture.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
         self._fh = (self.root / CAPTURES_CSV).open("w", newline="")
         self._csv = csv.writer(self._fh)
-        self._csv.writerow(COLUMNS)
+        self.measured = bool(measured)
+        self._csv.writerow(COLUMNS + (MEASURED_COLUMNS if self.measured else ()))
         self._fh.flush()
         self.count = 0
 
-    def add(self, image: np.ndarray, pose: str, theta_x_deg: float, theta_y_deg: float) -> str:
+    def add(self, image: np.ndarray, pose: str, theta_x_deg: float, theta_y_deg: float,
+            measured_deg: tuple[float, float] | None = None) -> str:
+        """Save one image; ``measured_deg`` (the position sensor at mid-exposure) when the writer records it."""
+        if self.measured != (measured_deg is not None):
+            raise ValueError("measured_deg must be given exactly when the writer was opened with measured=True")
         name = f"{self.image_dir}/{self.count:05d}_{pose}.png"
         if not cv2.imwrite(str(self.root / name), image):
             raise CalibrationError(f"{self.root / name}: could not write image")
-        self._csv.writerow([name, pose, f"{theta_x_deg:.6f}", f"{theta_y_deg:.6f}"])
+        extra = [f"{measured_deg[0]:.7f}", f"{measured_deg[1]:.7f}"] if self.measured else []
+        self._csv.writerow([name, pose, f"{theta_x_deg:.6f}", f"{theta_y_deg:.6f}", *extra])
         self._fh.flush()
         self.count += 1
         return name
