@@ -178,8 +178,9 @@ def fuse_spikes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
             stats["cast_spikes"] += 1
         G.refresh()
         stats["requant_removed"] += _drop_spike_requant(G, spike)
-    G.refresh()
-    return _sorted(p), stats
+    from foveate.models.sltnet.onnx_lean import tidy
+
+    return tidy(p), stats
 
 
 def _fold_bn_threshold(G: _Graph, greater, theta: float) -> bool:
@@ -249,33 +250,3 @@ def _rescale_bias(G: _Graph, conv, s_x: float) -> None:
     scale = (np.float64(s_x) * s_w.astype(np.float64)).astype(np.float32)
     G.set_init(dq_b.input[0], np.clip(np.rint(real / scale.astype(np.float64)), -2**31, 2**31 - 1).astype(np.int32))
     G.set_init(dq_b.input[1], scale.reshape(s_b.shape))
-
-
-def _sorted(p: onnx.ModelProto) -> onnx.ModelProto:
-    g = p.graph
-    ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
-    pending, ordered = list(g.node), []
-    while pending:
-        rest = []
-        for n in pending:
-            if all(i in ready for i in n.input):
-                ordered.append(n)
-                ready.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(pending):
-            raise ValueError(f"graph has a cycle or a missing input at node {rest[0].name}")
-        pending = rest
-    needed = {o.name for o in g.output}  # drop nodes nobody reads (the DQs whose Q/DQ pairs went away)
-    live = []
-    for n in reversed(ordered):
-        if any(o in needed for o in n.output):
-            live.append(n)
-            needed.update(n.input)
-    del g.node[:]
-    g.node.extend(reversed(live))
-    used = {i for n in g.node for i in n.input}
-    keep = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    return p

@@ -319,7 +319,7 @@ def collapse_reshapes(proto: onnx.ModelProto) -> onnx.ModelProto:
                     _retarget(p, n, x, shape[n.output[0]])
                     changed = True
     del g.value_info[:]
-    return _sort(p)
+    return tidy(p)
 
 
 def _retarget(p: onnx.ModelProto, node, data: str, target: tuple[int, ...]) -> None:
@@ -331,8 +331,9 @@ def _retarget(p: onnx.ModelProto, node, data: str, target: tuple[int, ...]) -> N
     p.graph.node.insert(idx, new)
 
 
-def _sort(p: onnx.ModelProto) -> onnx.ModelProto:
-    """Topological order (rewrites may move a producer after its consumer) and unused initializers dropped."""
+def tidy(p: onnx.ModelProto) -> onnx.ModelProto:
+    """Topological order (rewrites may move a producer after its consumer), then nodes and initializers
+    nobody reads dropped (in place; returns ``p``)."""
     g = p.graph
     ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
     pending, ordered = list(g.node), []

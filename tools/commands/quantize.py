@@ -14,7 +14,10 @@ DESCRIPTION = (
     "a detector .onnx, or an SLTNet .pt checkpoint. DATA is 'twin' (the model's own twin data: the detector's calib "
     "split, SLTNet's training windows) or a .npy file of model inputs [N, ...]. Calibration samples are chosen "
     "from DATA by EDA-DM-style density+diversity selection (--select eda), at random, or all. Writes FILE and "
-    "FILE's recipe card (<stem>.recipe.json: recipe, chosen samples, fused-kernel check, accuracy with --eval)."
+    "FILE's recipe card (<stem>.recipe.json: recipe, chosen samples, fused-kernel check, accuracy with --eval). "
+    "Spike layers (Greater -> Cast) are folded into the integer convs that feed them (exact; --no-fuse-spikes "
+    "keeps them as float ops). SLTNet defaults: convs only, gate convs under 20k MACs and the first conv in float. "
+    "With '--calib FILE.npy' and no --eval an SLTNet checkpoint needs no twin data."
 )
 
 
