@@ -77,7 +77,7 @@ def fits(calibration_data):
     init = laser_in_model_frame(nominal_laser(), design, fit.model)  # the design, in the calibration's world
     obs = [StripeObservation(s.laser_deg, s.camera_deg, s.uv, fit.board_poses[s.pose], s.pose) for s in stripes]
     laser = calibrate_laser(fit.model, obs, init).fit.model
-    return fit, laser, joint_refine(views, fit, laser, stripes, max_nfev=10)
+    return fit, laser, joint_refine(views, fit, laser, stripes)
 
 
 def held_out_errors(calibration_data, fits):
@@ -107,16 +107,31 @@ def held_out_errors(calibration_data, fits):
 @pytest.mark.slow
 def test_joint_refinement_fits_corners_and_stripes_together(fits):
     fit, laser, joint = fits
-    assert joint.before["reprojection_rms_px"] < 0.3
-    assert joint.after["reprojection_rms_px"] < 0.3  # corners still fitted (noise 0.15 px)
-    # The stripe points move onto their boards (robust measure: a few edge pixels stay off).
-    assert joint.after["stripe_median_abs_mm"] < 0.8 * joint.before["stripe_median_abs_mm"]
+    b, a = joint.before, joint.after
+    # sigmas estimated from the staged residuals: the corners were simulated with 0.15 px noise
+    assert 0.12 < b["sigma_px"] < 0.18
+    assert b["stripe_sigma_within_mm"] > 0 and b["stripe_sigma_between_mm"] > 0
+    # stripe pixels off their boards (the capture has some at board edges, tens of mm off) are dropped first
+    assert b["rejected_stripe_points"] > 0 and b["stripe_rms_mm"] < 1.0
+    assert a["reprojection_rms_px"] < 0.3  # corners still fitted
+    assert a["stripe_rms_mm"] < 1.02 * b["stripe_rms_mm"]
+    # board poses are not refined by default: the stripes cannot tell a pose error from a stripe's own offset
     assert set(joint.board_poses) == set(fit.board_poses)
+    for p, T in joint.board_poses.items():
+        np.testing.assert_allclose(T, fit.board_poses[p], atol=1e-9)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known limitation: on this small capture (320x256 px, 9 boards) the joint "
-                   "refinement bends the models where there are no boards; held-out points get worse than staged")
+def test_joint_refinement_keeps_held_out_points_near_staged(calibration_data, fits):
+    # The step used to bend the models where there are no boards (held-out error twice the staged one after
+    # 10 evaluations, ten times after 40); with measured sigmas and fixed board poses it stays close.
+    e_staged, e_joint = held_out_errors(calibration_data, fits)
+    assert e_joint <= 1.1 * e_staged, (e_staged, e_joint)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known limitation (docs/light_section.md): the staged models are already "
+                   "consistent; over 8 simulated captures the joint step changes held-out errors by -6 % .. +29 %")
 def test_joint_refinement_improves_held_out_points(calibration_data, fits):
     e_staged, e_joint = held_out_errors(calibration_data, fits)
-    assert e_joint <= e_staged, (e_staged, e_joint)
+    assert e_joint < e_staged, (e_staged, e_joint)
