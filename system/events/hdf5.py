@@ -117,27 +117,31 @@ class DsecReader(EventReader):
         except OSError as exc:
             raise fail(self.path, "HDF5", f"cannot open: {exc}") from None
         self._f = f
-        missing = [k for k in ("x", "y", "t", "p") if f"events/{k}" not in f]
+        # every object looked up once (an h5py lookup costs tens of µs; opening is part of every decode)
+        g = f.get("events")
+        objs = {k: g.get(k) for k in ("x", "y", "t", "p")} if isinstance(g, h5py.Group) else {}
+        missing = [k for k in ("x", "y", "t", "p") if not isinstance(objs.get(k), h5py.Dataset)]
         if missing:
             raise fail(self.path, "HDF5", f"missing dataset(s) {', '.join('/events/' + k for k in missing)}")
-        self._ds = {k: f["events"][k] for k in ("x", "y", "t", "p")}  # looked up once: lookups cost ~0.1 ms
+        self._ds = objs
         n = {d.shape[0] if d.ndim == 1 else -1 for d in self._ds.values()}
         if len(n) != 1 or -1 in n:
-            shapes = {k: f["events"][k].shape for k in ("x", "y", "t", "p")}
+            shapes = {k: d.shape for k, d in self._ds.items()}
             raise fail(self.path, "/events", f"datasets must be 1-D and of equal length, got {shapes}")
         self._n = n.pop()
-        self._t_offset = int(f["t_offset"][()]) if "t_offset" in f else 0
-        self._ms = f["ms_to_idx"] if "ms_to_idx" in f else None
+        t_offset = f.get("t_offset")
+        self._t_offset = int(t_offset[()]) if t_offset is not None else 0
+        self._ms = f.get("ms_to_idx")
         attrs = dict(f.attrs)
         self.metadata = {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
-        self.metadata.update({"t_offset": self._t_offset, "t_dtype": str(f["events/t"].dtype)})
+        self.metadata.update({"t_offset": self._t_offset, "t_dtype": str(self._ds["t"].dtype)})
         if "width" in attrs and "height" in attrs:
             self._file_size = (int(attrs["width"]), int(attrs["height"]))
         elif self.format == "dsec":
             self._file_size = DSEC_SENSOR_SIZE
         try:
             if self._n:
-                f["events/t"][:1]
+                self._ds["t"][:1]
         except OSError as exc:
             raise fail(self.path, "/events/t", f"cannot read ({exc}); compressed DSEC files need hdf5plugin") from None
 
