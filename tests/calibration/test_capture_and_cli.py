@@ -203,3 +203,32 @@ def test_measured_columns_errors_name_the_line(tmp_path):
     (d / "captures.csv").write_text("image,pose,theta_x_deg,theta_y_deg,measured_x_deg,measured_y_deg\na.png,p0,0,0,0,\n")
     with pytest.raises(CalibrationError, match="line 2: column measured_y_deg: expected a number"):
         load_capture_dir(d)
+
+
+def test_image_size_mismatches_name_the_file(capture_dir, tmp_path, calibrated):
+    import cv2
+
+    from foveate.calibration.galvo_procedure import check_galvo_dir, detect_views
+
+    d = _copy(capture_dir, tmp_path)
+    victim = sorted((d / "images").iterdir())[3]
+    cv2.imwrite(str(victim), np.full((200, 256), 128, np.uint8))
+    with pytest.raises(CalibrationError, match=rf"{victim.name}: image is 256x200 but camera.yaml says 256x256"):
+        detect_views(load_capture_dir(d))
+    (d / "camera.yaml").unlink()
+    with pytest.raises(CalibrationError, match=rf"{victim.name}: image is 256x200, earlier ones 256x256"):
+        detect_views(load_capture_dir(d))
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "board.yaml").write_text((capture_dir / "board.yaml").read_text())
+    cv2.imwrite(str(small / "a.png"), np.full((100, 120), 128, np.uint8))
+    (small / "captures.csv").write_text("image,pose,theta_x_deg,theta_y_deg\na.png,p0,0,0\n")
+    with pytest.raises(CalibrationError, match=r"images are 120x100 but .*calib.yaml was made for 256x256"):
+        check_galvo_dir(calibrated[0], small, allow_missing=True)
+
+
+def test_capture_refuses_zero_frames():
+    from foveate.calibration.capture import capture_galvo
+
+    with pytest.raises(CalibrationError, match="frames per command must be >= 1, got 0"):
+        capture_galvo(None, "unused", frames=0)

@@ -165,3 +165,16 @@ def test_measured_angles_remove_galvo_wobble(true_galvo):
     assert fit.rms_px < 0.16 and blind.rms_px > 0.3
     assert ray_angle_errors_deg(fit.model, true_galvo, cmds, pix).max() < 0.02
     assert ray_angle_errors_deg(blind.model, true_galvo, cmds, pix).max() > 0.1
+
+
+def test_too_few_poses_with_several_commands(true_galvo):
+    views = _views(true_galvo, seed=1, grid=(3, 3))
+    first = views[0].pose
+    # one placement keeps its command grid, every other placement keeps a single view
+    kept, seen = [], set()
+    for v in views:
+        if v.pose == first or v.pose not in seen:
+            kept.append(v)
+        seen.add(v.pose)
+    with pytest.raises(CalibrationError, match="too few poses seen at several commands: 1 "):
+        fit_galvo(kept, true_galvo.camera, (256, 256))
