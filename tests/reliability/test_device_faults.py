@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foveate.drivers.galvo_protocol import SET_AUX, SET_POSITION, Command, Fault
+from foveate.drivers.galvo_protocol import SET_AUX, Command, Fault
 from foveate.drivers.serial_galvo import SerialGalvo
-from foveate.drivers.serial_laser import SerialLaser
 from foveate.hardware.sim.faults import FaultSchedule, FaultSpec, parse_faults
 from foveate.hardware.sim.galvo_controller import SafetyEnvelope
 from foveate.system.clock import ManualClock
