@@ -21,12 +21,9 @@ Both are indexed: ``read_time`` seeks through ``ms_to_idx``.
 
 from __future__ import annotations
 
-import functools
 import os
 import queue
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -38,43 +35,11 @@ FOVEATE_FORMAT = "foveate-events"
 FOVEATE_VERSION = 1
 DSEC_SENSOR_SIZE = (640, 480)
 H5_CHUNK = 1 << 18
-T = TypeVar("T")
-R = TypeVar("R")
 #: Events per unit of work (rounded up to whole chunks): big enough to amortise the calls,
 #: small enough to pack while in cache.
 READ_BLOCK = 1 << 17
 #: Decoding threads by default: Blosc decompression and packing release the GIL.
 DEFAULT_THREADS = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
-@functools.cache
-def _executor(helpers: int) -> ThreadPoolExecutor:
-    """A process-wide pool of helper threads (reused across readers)."""
-    return ThreadPoolExecutor(max_workers=helpers, thread_name_prefix="foveate-h5")
-
-
-def _share(work: Callable[[T], R], items: list[T], threads: int) -> list[R]:
-    """``[work(i) for i in items]`` with the calling thread and ``threads - 1`` helpers taking items
-    in turn: on a busy machine where a helper gets no core, the caller does the work itself."""
-    if threads <= 1 or len(items) <= 1:
-        return [work(i) for i in items]
-    results: list[Any] = [None] * len(items)
-    todo = iter(range(len(items)))
-    lock = threading.Lock()
-
-    def drain() -> None:
-        while True:
-            with lock:
-                k = next(todo, None)
-            if k is None:
-                return
-            results[k] = work(items[k])
-
-    helpers = [_executor(threads - 1).submit(drain) for _ in range(min(threads, len(items)) - 1)]
-    drain()
-    for h in helpers:
-        h.result()
-    return results
 
 
 def _h5():
@@ -196,8 +161,11 @@ class DsecReader(EventReader):
         """Events ``i0..i1`` in units of whole chunks: each unit's fields are decompressed into
         cache-sized buffers (straight from the Blosc chunks when possible, see ``_blosc``, else by
         HDF5) and packed at once (record dtype, ``t_offset`` added, sensor bounds and polarity
-        checked) in one numba pass; units run on ``threads`` threads."""
+        checked) in one numba pass; units run on ``threads`` threads (``_share``: the calling thread
+        takes over a unit a helper thread has not finished in time, so a helper that gets no core
+        costs little)."""
         from foveate.system.events._kernels import pack
+        from foveate.system.events._share import share
 
         out = np.empty(i1 - i0, EVENT_DTYPE)
         if i1 <= i0:
@@ -209,24 +177,31 @@ class DsecReader(EventReader):
         units = list(zip(starts, starts[1:] + [i1]))
         offset = self._offset
 
-        def work(unit: tuple[int, int]) -> tuple[int, int]:
-            a, b = unit
-            m = b - a
+        def fill(k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+            a, b = units[k]
             bufs = self._take_buffers()
             try:
-                views = []
                 for (d, direct, _), (buf, scratch) in zip(plan, bufs):
                     if direct is None or not direct.read_into(buf, a, b, scratch):
-                        d.read_direct(buf, np.s_[a:b], np.s_[0:m])
-                    v = buf[:m]
-                    views.append(v.view(np.int64) if v.dtype == np.uint64 else v.view(np.uint8) if v.dtype == bool else v)
-                return pack(out[a - i0 : b - i0], views[0], views[1], views[2], views[3], offset, w, h)
+                        d.read_direct(buf, np.s_[a:b], np.s_[0:b - a])
             except OSError as exc:
+                self._buf_pool.put(bufs)
                 raise fail(self.path, f"events {a}..{b}", f"HDF5 read failed: {exc}") from None
+            except BaseException:
+                self._buf_pool.put(bufs)
+                raise
+            return bufs
+
+        def finish(k: int, bufs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int]:
+            a, b = units[k]
+            try:
+                v = [buf[: b - a] for buf, _ in bufs]
+                v = [x.view(np.int64) if x.dtype == np.uint64 else x.view(np.uint8) if x.dtype == bool else x for x in v]
+                return pack(out[a - i0 : b - i0], v[0], v[1], v[2], v[3], offset, w, h)
             finally:
                 self._buf_pool.put(bufs)
 
-        results = _share(work, units, self.threads)
+        results = share(fill, finish, self._buf_pool.put, len(units), self.threads)
         outside = next((a - i0 + o for (a, _), (o, _) in zip(units, results) if o >= 0), -1)
         bad_p = next((a - i0 + bp for (a, _), (_, bp) in zip(units, results) if bp >= 0), -1)
         if bad_p >= 0:
