@@ -67,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
+    from foveate.system.safety import terminate_on_sigterm
+
     try:
-        return int(args._run(args) or 0)
+        with terminate_on_sigterm():  # SIGTERM unwinds like Ctrl-C: rigs close, lasers off, galvos parked
+            return int(args._run(args) or 0)
     except FoveateError as exc:
         print(f"foveate: error: {exc}", file=sys.stderr)
         return 2
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"foveate: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command turns it into Terminated
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         from foveate.system.safety import Terminated
 
         if isinstance(exc, Terminated):
