@@ -98,11 +98,11 @@ class SafetyConfig(_Strict):
 
     laser_keep_in_deg: Box | None = Field(
         default=None, description="commands (x, y mechanical deg) of the laser's galvo where the laser may be on; "
-        "None: the laser may not be switched on by code that asks the interlock")
+        "None: anywhere within that galvo's limits")
     laser_galvo: str | None = Field(default=None, description="device whose mirror aims the laser (default: the "
                                     "laser_galvo role, else the search_galvo role)")
     max_slew_deg_s: float | None = Field(default=None, gt=0, description="fastest a galvo may be configured to slew; "
-                                         "galvos configured faster are refused when the safety monitor starts")
+                                         "foveate run refuses a rig whose galvo is configured faster")
 
     @model_validator(mode="after")
     def _box_ordered(self) -> "SafetyConfig":

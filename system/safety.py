@@ -13,7 +13,8 @@
   (``foveate run`` writes it to ``OUT/shutdown.json`` on every exit).
 * ``terminate_on_sigterm``: SIGTERM raises ``Terminated`` (a
   ``KeyboardInterrupt``) in the main thread, so Ctrl-C, SIGTERM and an
-  unhandled error all leave through the same ``finally`` blocks.
+  unhandled error all leave through the same ``finally`` blocks (the CLI
+  runs every command under it and exits 143).
 
 The simulated controller checks the same envelope independently and logs
 any violation (``foveate.hardware.sim.galvo_controller.SafetyEnvelope``).
