@@ -395,7 +395,8 @@ class SimEventCameraSettings(DeviceSettings):
     vibration_hz: float = Field(12.0, gt=0)
     # 0: emulate inside each read (internal frames tile the read's window). > 0: a worker thread emulates
     # continuously, up to this far past the latest read, like a sensor streaming beside the host; internal
-    # frames then follow the motion only, not the read times (deterministic whatever the thread timing).
+    # frames then follow the motion only, not the read times (deterministic whatever the thread timing, unless
+    # reads fall more than max_substeps internal frames behind, when intervals stretch as they do inline).
     stream_ahead_s: float = Field(0.0, ge=0, le=10)
     seed: int | None = None
 
