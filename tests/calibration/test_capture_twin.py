@@ -54,3 +54,19 @@ def test_galvo_without_position_record_reports_none():
     g = Plain("plain", ManualClock())
     g.open()
     assert g.measured_at(0) is None
+
+
+def test_capture_without_position_record_writes_commanded_angles(tmp_path, monkeypatch, caplog):
+    from foveate.hardware.sim.backends import SimGalvo
+
+    monkeypatch.setattr(SimGalvo, "_do_measured_at", lambda self, t_ns: None)  # a galvo that keeps no position log
+    rig = Rig.from_file(None)
+    with rig:
+        s = capture_galvo(rig, tmp_path / "cap", grid=(1, 1), local=2, frames=1, progress=False)
+    assert s.images == 4
+    cs = load_capture_dir(tmp_path / "cap")
+    assert (tmp_path / "cap" / "captures.csv").read_text().splitlines()[0] == "image,pose,theta_x_deg,theta_y_deg"
+    assert all(r.measured_deg is None for r in cs.rows) and cs.meta["mirror_angles"].startswith("commanded")
+    assert "keeps no position record" in caplog.text
+    views = detect_views(cs).views
+    assert all(v.mirror_deg == (v.theta_x_deg, v.theta_y_deg) for v in views)
