@@ -1,6 +1,6 @@
 """Crash-safe recordings of a search run: append-only chunks with an index.
 
-Format (version 1), one directory::
+Format (version 2), one directory::
 
     recording.json        manifest, written once at the start (atomically): format, version,
                           created, rig (the whole rig config), loop, search settings, chunk_period_s,
@@ -8,7 +8,9 @@ Format (version 1), one directory::
     geometry.npz          the search geometry as tables (TabulatedGeometry), for replays
     chunks/000000.npz     one chunk: every stream's records of one window of clock time
     index.jsonl           one JSON line per completed chunk, appended only after its file is durable:
-                          {"chunk", "file", "t0_ns", "t1_ns", "bytes", "sha256", "counts": {stream: n}}
+                          {"chunk", "file", "t0_ns", "t1_ns", "bytes", "sha256", "counts": {stream: n},
+                          "check"}; "check" (version 2) is the first 16 hex digits of the SHA-256 of the
+                          line's other keys as compact sorted JSON, so a damaged line is never trusted
     closed.json           written by a clean close: totals (absent after a crash)
 
 A chunk is written to ``NNNNNN.npz.tmp``, fsynced, renamed, the directory
@@ -57,7 +59,8 @@ from foveate.system.types import EVENT_DTYPE
 log = logging.getLogger(__name__)
 
 FORMAT = "foveate-recording"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: index lines without "check"
 PURPOSES = ("explore", "revisit", "raster", "random")
 
 
@@ -203,6 +206,7 @@ class Recorder(LoopObserver):
         t1 = chunk.t0_ns + self.chunk_period_ns
         line = {"chunk": n, "file": name, "t0_ns": chunk.t0_ns, "t1_ns": t1, "bytes": len(data),
                 "sha256": hashlib.sha256(data).hexdigest(), "counts": dict(chunk.counts)}
+        line["check"] = index_line_check(line)
         self._index.write((json.dumps(line) + "\n").encode())
         self._index.flush()
         os.fsync(self._index.fileno())
@@ -343,8 +347,9 @@ def _check_manifest(m, where: Path) -> None:
         raise RecordingError(f"{where}: expected a JSON object, got {type(m).__name__}")
     if m.get("format") != FORMAT:
         raise RecordingError(f"{where}: format is {m.get('format')!r}, expected {FORMAT!r}")
-    if m.get("version") != VERSION:
-        raise RecordingError(f"{where}: version {m.get('version')!r} (this foveate reads version {VERSION})")
+    if m.get("version") not in READABLE_VERSIONS or isinstance(m.get("version"), bool):
+        raise RecordingError(f"{where}: version {m.get('version')!r} (this foveate reads versions "
+                             f"{', '.join(map(str, READABLE_VERSIONS))})")
     need = {"t0_ns": (_is_int, "an integer (ns)"),
             "chunk_period_s": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
                                "a number > 0 (s)"),
@@ -360,10 +365,18 @@ def _check_manifest(m, where: Path) -> None:
             raise RecordingError(f"{where}: {key}: expected {expected}, got {m[key]!r}"[:300])
 
 
-def _index_entry_problem(e, n: int, prev_t1_ns: int | None) -> str | None:
+def index_line_check(entry: dict) -> str:
+    """The ``check`` of an index line: SHA-256 (16 hex digits) of its other keys as compact sorted JSON."""
+    body = {k: v for k, v in entry.items() if k != "check"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def _index_entry_problem(e, n: int, prev_t1_ns: int | None, version: int = VERSION) -> str | None:
     """Why index line number ``n`` is not a valid entry for chunk ``n`` (None when it is)."""
     if not isinstance(e, dict):
         return f"expected a JSON object, got {type(e).__name__}"
+    if version >= 2 and e.get("check") != index_line_check(e):
+        return f"check: {e.get('check')!r} does not match the line (damaged line)"
     if e.get("chunk") != n or not _is_int(e.get("chunk")):
         return f"chunk: expected {n}, got {e.get('chunk')!r}"
     if e.get("file") != f"chunks/{n:06d}.npz":
@@ -444,7 +457,7 @@ class Recording:
             if not complete:
                 self.problems.append(f"{idx}: byte {offset}: index line without newline ignored")
                 break
-            why = _index_entry_problem(entry, len(self.chunks), prev_t1)
+            why = _index_entry_problem(entry, len(self.chunks), prev_t1, self.manifest["version"])
             if why is not None:
                 self.problems.append(f"{idx}: byte {offset}: malformed index line ({why}); the recording ends before it")
                 break

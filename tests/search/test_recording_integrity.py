@@ -117,18 +117,36 @@ def test_crash_between_chunk_rename_and_index_append(rec_dir):
     assert any("not closed cleanly" in p for p in rep["problems"])
 
 
-def test_forged_index_and_chunk_content_are_caught(rec_dir):
+def test_a_damaged_index_line_is_never_trusted(rec_dir):
+    """Found by the fuzzer: one digit of a count or time changed still parses as JSON; the line's check catches it."""
     raw, entries = _lines(rec_dir)
     lines = raw.splitlines()
+    k = lines[1].index(b'"t1_ns": ') + len(b'"t1_ns": ')
+    digit = lines[1][k:k + 1]
+    damaged = lines[1][:k] + (b"9" if digit != b"9" else b"8") + lines[1][k + 1:]
+    (rec_dir / "index.jsonl").write_bytes(b"\n".join([lines[0], damaged] + lines[2:]) + b"\n")
+    r = Recording(rec_dir)
+    assert r.chunks == entries[:1] and "check:" in r.problems[0] and "damaged line" in r.problems[0]
+
+
+def test_forged_index_and_chunk_content_are_caught(rec_dir):
+    from foveate.system.search.recorder import index_line_check
+
+    raw, entries = _lines(rec_dir)
+    lines = raw.splitlines()
+
+    def forged(e):  # a forgery that also recomputes the line's check
+        return json.dumps(dict(e, check=index_line_check(e))).encode()
+
     # An index line pointing outside the recording is never followed.
     bad = dict(entries[1], file="../../etc/passwd")
-    (rec_dir / "index.jsonl").write_bytes(lines[0] + b"\n" + json.dumps(bad).encode() + b"\n")
+    (rec_dir / "index.jsonl").write_bytes(lines[0] + b"\n" + forged(bad) + b"\n")
     r = Recording(rec_dir)
     assert len(r.chunks) == 1 and "file: expected 'chunks/000001.npz'" in r.problems[0]
     # A chunk whose checksum matches a rewritten index line but whose counts do not (deep check).
     e = dict(entries[0])
     e["counts"] = dict(e["counts"], search=e["counts"].get("search", 0) + 1)
-    (rec_dir / "index.jsonl").write_bytes(json.dumps(e).encode() + b"\n")
+    (rec_dir / "index.jsonl").write_bytes(forged(e) + b"\n")
     rep = verify_recording(rec_dir)
     assert rep["chunks_ok"] == 0 and any("search." in p and "index promises" in p for p in rep["problems"])
     assert verify_recording(rec_dir, deep=False)["chunks_ok"] == 1
@@ -197,3 +215,16 @@ def test_cli_refuses_to_mix_outputs_into_a_recording(rec_dir, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert match in err and len(err.splitlines()) == 1, (argv, err)
     assert not (tmp_path / "r").exists() and not (rec_dir / "out").exists()
+
+
+def test_version_1_recordings_without_line_checks_still_read(rec_dir):
+    raw, entries = _lines(rec_dir)
+    m = json.loads((rec_dir / "recording.json").read_text())
+    assert m["version"] == 2 and all("check" in e for e in entries)
+    (rec_dir / "recording.json").write_text(json.dumps(dict(m, version=1)))
+    (rec_dir / "index.jsonl").write_bytes(b"".join(json.dumps({k: v for k, v in e.items() if k != "check"}).encode()
+                                                   + b"\n" for e in entries))
+    assert len(Recording(rec_dir).chunks) == len(entries)
+    (rec_dir / "recording.json").write_text(json.dumps(dict(m, version=3)))
+    with pytest.raises(RecordingError, match=r"version 3 \(this foveate reads versions 1, 2\)"):
+        Recording(rec_dir)
