@@ -75,6 +75,8 @@ def command_line(args) -> str:
                         ("--max-batches", args.max_batches)):
         if value is not None:
             parts += [flag, str(value)]
+    if args.class_balance:
+        parts.append("--class-balance")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -132,5 +134,12 @@ def _run_sltnet(args) -> int:
         SHIPPED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
         torch.save(best, str(SHIPPED_WEIGHTS))
         SHIPPED_CARD.write_text(json.dumps(best["card"], indent=1) + "\n")
-        print(f"shipped {SHIPPED_WEIGHTS} ({SHIPPED_WEIGHTS.stat().st_size / 1e6:.1f} MB) and {SHIPPED_CARD}")
+        # the ONNX export next to it: what the embedded rig runs (no torch needed at run time)
+        from foveate.models.sltnet.export import export_onnx
+        from foveate.models.sltnet.runtime import load_model
+
+        onnx_path = SHIPPED_WEIGHTS.with_suffix(".onnx")
+        export_onnx(load_model(SHIPPED_WEIGHTS), onnx_path)
+        print(f"shipped {SHIPPED_WEIGHTS} ({SHIPPED_WEIGHTS.stat().st_size / 1e6:.1f} MB), {onnx_path.name} "
+              f"and {SHIPPED_CARD}")
     return 0
