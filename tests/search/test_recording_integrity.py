@@ -51,7 +51,7 @@ def test_intact_recording_verifies_clean(rec_dir, capsys):
 
 
 def test_power_loss_truncation_of_the_index_keeps_every_completed_chunk(rec_dir, tmp_path):
-    """Cut index.jsonl at every byte of its last two lines, or leave a zero-filled tail (power loss
+    """Cut index.jsonl throughout its last two lines, or leave a zero-filled tail (power loss
     on a journaling file system): exactly the complete lines before the cut survive, with their data."""
     full = Recording(rec_dir)
     seq_full = full.stream("search")["seq"]
@@ -61,7 +61,11 @@ def test_power_loss_truncation_of_the_index_keeps_every_completed_chunk(rec_dir,
     work = tmp_path / "cut"
     shutil.copytree(rec_dir, work)
     (work / "closed.json").unlink()  # a power loss never closes the recording
-    for cut in range(int(ends[-3]), len(raw) + 1):
+    # Every byte around the line ends, every 5th byte of the last line, every 13th of the one before.
+    edges = {c for e in (ends[-3], ends[-2], ends[-1]) for c in range(int(e) - 4, int(e) + 4)}
+    cuts = sorted(c for c in edges | set(range(int(ends[-2]), len(raw) + 1, 5)) | set(range(int(ends[-3]), int(ends[-2]), 13))
+                  if int(ends[-3]) <= c <= len(raw))
+    for cut in cuts:
         for tail in (b"", b"\x00" * 37):
             (work / "index.jsonl").write_bytes(raw[:cut] + tail)
             complete = int(np.searchsorted(ends, cut, side="right"))
