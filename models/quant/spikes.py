@@ -137,9 +137,14 @@ def fuse_spikes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
                 G.only(dq_u.output[0]) is greater:
             fused = _quantized_conv(G, q_u)
         if fused is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = theta / (fused[1] * fused[2])
+            if not np.all(np.isfinite(ratio)):
+                fused = None  # a channel with a zero scale (dead weights): keep the comparison as it is
+        if fused is not None:
             conv, s_x, s_w, bias_dq = fused
             step = s_x * s_w  # real value of one accumulator unit, per output channel
-            shift = np.floor(theta / step).astype(np.int64)
+            shift = np.floor(np.clip(theta / step, -2.0**40, 2.0**40)).astype(np.int64)  # dead channels: huge
             if bias_dq is None:
                 name = f"{conv.name}_spike_bias"
                 G.set_init(name + "_quantized", (-shift).astype(np.int32))
