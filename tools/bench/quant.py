@@ -66,9 +66,9 @@ def _model_rows(target, quick: bool, reference_fp32: bytes | None = None) -> lis
     rows: list[Row] = []
     metric = target.metric
     load0 = os.getloadavg()[0]
-    q8, card8 = quantize(target.float_model, target.candidates, Plan(target.recipe(), 64), kind=target.name,
+    q8, card8 = quantize(target.float_model, target.candidates, Plan(target.recipe(), target.calib_size), kind=target.name,
                          check_inputs=target.eval_inputs[:4])
-    q4, _ = quantize(target.float_model, target.candidates, Plan(target.recipe(weight_bits=4), 64),
+    q4, _ = quantize(target.float_model, target.candidates, Plan(target.recipe(weight_bits=4), target.calib_size),
                      kind=target.name)
     m8, m4 = q8.SerializeToString(), q4.SerializeToString()
     rows.append(Row(b, "model size FP32 / INT8 / W4A8", len(target.float_model) / 1e3, "kB",

@@ -32,7 +32,8 @@ def add_arguments(p) -> None:
     p.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"],
                    help="7-bit weights: auto = only on x86 without VNNI")
     p.add_argument("--u8u8", action="store_true", help="unsigned 8-bit weights (U8U8 kernels; for x86 without VNNI)")
-    p.add_argument("--calib-size", type=int, default=64)
+    p.add_argument("--calib-size", type=int, default=None,
+                   help="calibration samples (default: 64 for the detector, 200 for SLTNet)")
     p.add_argument("--select", default="eda", choices=["eda", "random", "all"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--equalize", action="store_true", help="RepQuant-style conv->conv range equalisation first")
@@ -117,7 +118,7 @@ def run(args) -> int:
                    min_conv_macs=args.min_conv_macs, keep_head_float=not args.quantize_heads, u8u8=args.u8u8,
                    fuse_spikes=False if args.no_fuse_spikes else None)
     QuantRecipe(**{k: v for k, v in choices.items() if v is not None})  # bad values fail before any loading
-    Plan(QuantRecipe(), args.calib_size, args.select, corrupted_share=args.corrupted)
+    Plan(QuantRecipe(), 1 if args.calib_size is None else args.calib_size, args.select, corrupted_share=args.corrupted)
     cand = None
     if args.calib != "twin":
         path = Path(args.calib)
@@ -129,7 +130,7 @@ def run(args) -> int:
             raise ConfigError(f"{path}: not a readable .npy array of model inputs ({exc})") from None
     target = _target(args, cand)
     recipe = target.recipe(**choices)
-    plan = Plan(recipe, args.calib_size, args.select, args.seed, args.equalize, args.alpha, args.corrupted, args.threads)
+    plan = Plan(recipe, target.calib_size if args.calib_size is None else args.calib_size, args.select, args.seed, args.equalize, args.alpha, args.corrupted, args.threads)
     if cand is None:
         cand = target.candidates
     elif cand.ndim < 2 or cand.shape[1:] != target.candidates.shape[1:]:
