@@ -9,11 +9,11 @@ from foveate.tools.bench import search as bench
 
 def test_variants_change_only_what_they_name():
     rig = bench.rig_config("plaza")
-    inline = bench.rig_config("plaza", "events_inline")
+    inline = bench.rig_config("plaza", "events_streamed")
     oracle = bench.rig_config("plaza", "oracle_detector")
     assert rig.sim["scene"] == inline.sim["scene"] == oracle.sim["scene"] == "plaza"
-    assert rig.devices["wide_events"].settings["stream_ahead_s"] > 0
-    assert inline.devices["wide_events"].settings["stream_ahead_s"] == 0
+    assert rig.devices["wide_events"].settings["stream_ahead_s"] == 0
+    assert inline.devices["wide_events"].settings["stream_ahead_s"] > 0
     assert {k: v for k, v in inline.devices["wide_events"].settings.items() if k != "stream_ahead_s"} == \
         {k: v for k, v in rig.devices["wide_events"].settings.items() if k != "stream_ahead_s"}
     assert rig.models["detector"].path.name == "detector_int8.onnx" == inline.models["detector"].path.name
