@@ -173,7 +173,8 @@ def sltnet_rows(quick: bool = False) -> list[Row]:
                         "latency only; accuracy rows appear once models/weights/sltnet_twin.pt exists"))
         return rows + _model_rows(slt, quick, export_onnx(model, lean=False))
     slt = sltnet_target(weights)
-    rows.append(Row("quant/sltnet", f"weights: {weights}", 0, "", "sanity-run checkpoint" if weights != shipped
+    shown = weights.name if weights == shipped else weights  # no machine paths in the report
+    rows.append(Row("quant/sltnet", f"weights: {shown}", 0, "", "sanity-run checkpoint" if weights != shipped
                     else "shipped"))
     rows += _model_rows(slt, quick, export_onnx(load_model(weights), lean=False))
     from foveate.models.quant.energy import sltnet_energy
