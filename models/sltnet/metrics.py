@@ -38,9 +38,19 @@ class ConfusionMatrix:
         iou = self.iou()
         total = self.matrix.sum()
         names = class_names or tuple(str(i) for i in range(self.k))
+        m = self.matrix
         return {
             "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
             "pixel_accuracy": float(np.trace(self.matrix) / total) if total else float("nan"),
             "per_class_iou": {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, iou)},
+            # recall: share of a class's pixels found; precision: share of the pixels called that class
+            # that are it (what a consumer of the map, e.g. the PPM's F table, has to reckon with)
+            "per_class_recall": _ratios(names, np.diag(m), m.sum(1)),
+            "per_class_precision": _ratios(names, np.diag(m), m.sum(0)),
+            "confusion_matrix": m.tolist(),  # rows: truth, columns: prediction
             "pixels": int(total),
         }
+
+
+def _ratios(names, num: np.ndarray, den: np.ndarray) -> dict:
+    return {n: (float(a / b) if b else None) for n, a, b in zip(names, num, den)}

@@ -93,8 +93,11 @@ def _run_sltnet(args) -> int:
         results["metrics"] = metrics
         print(f"SLTNet/{config.name} on {args.data} ({args.split}, {metrics['windows']} windows, {args.runtime}):")
         print(f"  mIoU {metrics['miou']:.4f}   pixel accuracy {metrics['pixel_accuracy']:.4f}")
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        print(f"  {'class':<18} {'IoU':>6}  {'recall':>6}  {'precision':>9}")
         for name, iou in metrics["per_class_iou"].items():
-            print(f"  {name:<18} {'-' if iou is None else f'{iou:.4f}'}")
+            print(f"  {name:<18} {fmt(iou):>6}  {fmt(metrics['per_class_recall'][name]):>6}  "
+                  f"{fmt(metrics['per_class_precision'][name]):>9}")
         if args.energy:
             from foveate.models.sltnet.energy import format_energy, measure_energy, summarise
 

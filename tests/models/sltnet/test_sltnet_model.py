@@ -142,3 +142,18 @@ def test_balanced_class_weights_follow_sqrt_median_frequency():
     assert w[2] > w[3] > w[0] > w[1]  # rarer classes weigh more
     with pytest.raises(ValueError):
         balanced_class_weights(np.zeros(6))
+
+
+def test_confusion_matrix_summary_matches_hand_counts():
+    from foveate.models.sltnet.metrics import ConfusionMatrix
+
+    cm = ConfusionMatrix(3)
+    truth = np.array([0, 0, 0, 1, 1, 2, 255])
+    pred = np.array([0, 0, 1, 1, 0, 1, 2])  # the ignored pixel does not count
+    cm.update(pred, truth)
+    s = cm.summary(("a", "b", "c"))
+    assert s["confusion_matrix"] == [[2, 1, 0], [1, 1, 0], [0, 1, 0]]
+    assert s["per_class_iou"] == {"a": pytest.approx(2 / 4), "b": pytest.approx(1 / 4), "c": 0.0}
+    assert s["per_class_recall"] == {"a": pytest.approx(2 / 3), "b": pytest.approx(1 / 2), "c": 0.0}
+    assert s["per_class_precision"] == {"a": pytest.approx(2 / 3), "b": pytest.approx(1 / 3), "c": None}
+    assert s["pixel_accuracy"] == pytest.approx(3 / 6) and s["pixels"] == 6
