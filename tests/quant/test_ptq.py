@@ -59,10 +59,17 @@ def test_recipe_travels_in_metadata_and_validates(tiny):
         quantize_model(tiny, [], QuantRecipe())
 
 
-def test_w4a8_stores_4bit_weights(tiny):
+def test_w4a8_stores_4bit_weights_and_an_8bit_first_conv(tiny):
     q = quantize_model(tiny, [x[None] for x in inputs(4)], QuantRecipe(weight_bits=4, method="minmax"))
-    four = [i for i in q.graph.initializer if i.data_type == onnx.TensorProto.INT4 and len(i.dims) == 4]
-    assert len(four) == 5
+    weights = {i.name: i for i in q.graph.initializer if len(i.dims) == 4 and i.name.endswith("_quantized")}
+    first = next(n for n in tiny.graph.node if n.op_type == "Conv").input[1]  # reads the model input
+    assert weights.pop(first + "_quantized").data_type == onnx.TensorProto.INT8
+    assert len(weights) == 4 and all(i.data_type == onnx.TensorProto.INT4 for i in weights.values())
+    all4 = quantize_model(tiny, [x[None] for x in inputs(4)], QuantRecipe(weight_bits=4, method="minmax",
+                                                                         input_conv_bits=4))
+    assert sum(i.data_type == onnx.TensorProto.INT4 and len(i.dims) == 4 for i in all4.graph.initializer) == 5
+    with pytest.raises(ConfigError, match="input_conv_bits 4 below weight_bits 8"):
+        QuantRecipe(input_conv_bits=4)
     q8 = quantize_model(tiny, [x[None] for x in inputs(4)], QuantRecipe(weight_bits=8, method="minmax"))
     xs = inputs(3, seed=5)
     y = _run(tiny, xs)

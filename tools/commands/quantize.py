@@ -31,6 +31,8 @@ def add_arguments(p) -> None:
     p.add_argument("--bits", type=int, default=8, choices=[8, 4], help="weight bits: 8 (INT8) or 4 (W4A8)")
     p.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"],
                    help="7-bit weights: auto = only on x86 without VNNI")
+    p.add_argument("--input-conv-bits", type=int, default=8, choices=[8, 4],
+                   help="with --bits 4: weight bits of the first conv, the one reading the model input (default 8)")
     p.add_argument("--u8u8", action="store_true", help="unsigned 8-bit weights (U8U8 kernels; for x86 without VNNI)")
     p.add_argument("--calib-size", type=int, default=None,
                    help="calibration samples (default: 64 for the detector, 200 for SLTNet)")
@@ -116,6 +118,7 @@ def run(args) -> int:
                    op_types=tuple(args.op_types.split(",")) if args.op_types else None,
                    exclude=tuple(x for x in args.exclude.split(",") if x) if args.exclude is not None else None,
                    min_conv_macs=args.min_conv_macs, keep_head_float=not args.quantize_heads, u8u8=args.u8u8,
+                   input_conv_bits=args.input_conv_bits,
                    fuse_spikes=False if args.no_fuse_spikes else None)
     QuantRecipe(**{k: v for k, v in choices.items() if v is not None})  # bad values fail before any loading
     Plan(QuantRecipe(), 1 if args.calib_size is None else args.calib_size, args.select, corrupted_share=args.corrupted)
