@@ -24,7 +24,7 @@ from foveate.drivers.frame_camera import FrameCamera
 from foveate.drivers.galvo import Galvo
 from foveate.drivers.line_laser import LineLaser
 from foveate.hardware.sim import optics
-from foveate.hardware.sim.events import DvsArray
+from foveate.hardware.sim.events import DvsArray, warm_kernels
 from foveate.hardware.sim.galvo_dynamics import SecondOrderAxis
 from foveate.hardware.sim.panorama import PanoramaScene
 from foveate.hardware.sim.render import FixedView, GalvoView, Render
@@ -495,6 +495,7 @@ class SimEventCamera(EventCamera):
         return np.log(self.render_at(t_us, with_labels=False).intensity + eps)
 
     def _do_open(self) -> None:
+        warm_kernels()
         self._cursor_us = self.clock.now_us()
         self.dvs.reset(self._log_frame(self._cursor_us), self._cursor_us)
         if self.stream_ahead_us > 0:

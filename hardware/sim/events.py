@@ -114,6 +114,14 @@ class DvsArray:
         return ev
 
 
+def warm_kernels() -> None:
+    """Load (or compile) the two numba passes now: the first call in a process takes ~0.3 s, which a
+    simulated camera must not spend inside the reads of a running loop (a real sensor has no such hiccup)."""
+    a = DvsArray(2, 1, threshold_sigma=0.0, noise_rate_hz=0.0)
+    a.reset(np.zeros((1, 2), np.float32), 0)
+    a.step(np.ones((1, 2), np.float32), 0, 10)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _pixel(la, lb, ref, tr, c_on, c_off, ta, tb, refr):
     """One pixel over [ta, tb): (n events, first time, period, new ref, new t_ready, slope)."""

@@ -226,6 +226,7 @@ class TwinGroundTruth:
         self.twin = _twin(rig)
         self.limits_deg = rig.role("search_galvo").limits_deg
         self.geometry = geometry if geometry is not None else TwinGeometry.from_rig(rig, {}, "TwinGroundTruth")
+        self.geometry.prepare_inverse()  # evaluation runs inside timed loops: no first-call set-up there
 
     def targets(self, t_ns: int) -> list[dict]:
         """``{target_id, class_id, cmd: (x, y), half_deg: (w/2, h/2), reachable}`` in command degrees."""

@@ -717,21 +717,22 @@ class PanoramaScene:
 
     def draw_targets(self, inten: np.ndarray, labels: np.ndarray | None, ids: np.ndarray | None, az: np.ndarray,
                      el: np.ndarray, t_s: float,
-                     window: Callable[[TargetView], tuple[slice, slice] | None] | None = None,
+                     windows: Callable[[list[TargetView]], list[tuple[slice, slice] | None]] | None = None,
                      depth: np.ndarray | None = None, pitch_deg: float | None = None,
                      bounds: tuple[float, float, float, float] | None = None) -> list[TargetView]:
         """Draw targets into ``inten``/``labels`` (and ``ids``: target id + 1) in place; returns the views drawn.
 
-        ``window(view)`` gives the pixel rows/cols that may hold the target (from the
-        camera model); without it they are found by testing the angle maps. Static
+        ``windows(views)`` gives, per view, the pixel rows/cols that may hold the target (from the
+        camera model, all views at once); without it they are found by testing the angle maps. Static
         things nearer than a target hide it: ``depth`` (H, W) is the static depth in
         metres when the caller has it, otherwise it is sampled from the texture.
         ``bounds`` (az_lo, az_hi, el_lo, el_hi) of the view skips targets outside it cheaply.
         """
         drawn = []
         tex = None
-        for v in self.target_views(t_s, bounds):
-            win = window(v) if window is not None else _window_from_maps(az, el, v)
+        views = self.target_views(t_s, bounds)
+        wins = windows(views) if windows is not None else [_window_from_maps(az, el, v) for v in views]
+        for v, win in zip(views, wins):
             if win is None:
                 continue
             rs, cs = win

@@ -16,7 +16,6 @@ A calibration board set on the twin is drawn over both with exact rays.
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -65,18 +64,30 @@ def _project_dirs(cam: PinholeCamera, R_cw: np.ndarray, dirs: np.ndarray) -> np.
     return cam.project_cam(Xc)
 
 
-def _target_window(cam: PinholeCamera, R_cw: np.ndarray, v: TargetView, margin: int = 2):
-    az, el = v.outline_deg()
-    uv = _project_dirs(cam, R_cw, az_el_to_dirs(az, el))
-    if uv is None:
-        return None
-    u0, v0 = np.floor(uv.min(axis=0)).astype(int) - margin
-    u1, v1 = np.ceil(uv.max(axis=0)).astype(int) + margin + 1
-    u0, v0 = max(u0, 0), max(v0, 0)
-    u1, v1 = min(u1, cam.width), min(v1, cam.height)
-    if u1 <= u0 or v1 <= v0:
-        return None
-    return slice(int(v0), int(v1)), slice(int(u0), int(u1))
+def _target_windows(cam: PinholeCamera, R_cw: np.ndarray, views: list[TargetView],
+                    shift_deg: tuple[float, float] = (0.0, 0.0), margin: int = 2) -> list:
+    """Pixel windows ``(rows, cols)`` (or None: behind the camera or outside the image) that hold each target.
+
+    All outlines go through one projection (a render draws every visible target, a few hundred times a
+    second in a loop); ``shift_deg`` (pan, tilt) is subtracted from the targets' angles (a vibrating camera)."""
+    if not views:
+        return []
+    outlines = [v.outline_deg() for v in views]
+    n = outlines[0][0].shape[0]  # every outline has the same number of points
+    az = np.concatenate([a for a, _ in outlines]) - shift_deg[0]
+    el = np.concatenate([e for _, e in outlines]) - shift_deg[1]
+    Xc = az_el_to_dirs(az, el) @ R_cw.T
+    front = Xc[:, 2] > 1e-6
+    Xc[~front, 2] = 1.0  # projected, then discarded below
+    uv = cam.project_cam(Xc).reshape(len(views), n, 2)
+    ok = front.reshape(len(views), n).all(axis=1)
+    lo = np.floor(uv.min(axis=1)).astype(int) - margin
+    hi = np.ceil(uv.max(axis=1)).astype(int) + margin + 1
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, [cam.width, cam.height])
+    ok &= (hi > lo).all(axis=1)
+    return [(slice(int(lo[k, 1]), int(hi[k, 1])), slice(int(lo[k, 0]), int(hi[k, 0]))) if ok[k] else None
+            for k in range(len(views))]
 
 
 def boxes_from(views: list[TargetView], ids: np.ndarray, cam: PinholeCamera, R_cw: np.ndarray) -> list[dict]:
@@ -166,26 +177,24 @@ class FixedView:
                 inten = s_int.copy()
                 labels = s_lab.copy() if with_labels else None
                 az, el = self.az, self.el
-                window = lambda v: _target_window(self.camera, self.R_cw, v)  # noqa: E731
+                windows = lambda vs: _target_windows(self.camera, self.R_cw, vs)  # noqa: E731
             else:
                 pan, tilt = offset_deg
                 az, el = self.az + pan, self.el + tilt
                 inten, labels = self._vibrated_static(scene, pan, tilt, with_labels)
                 depth = None  # sampled in the targets' windows only
-                window = lambda v: _target_window(self.camera, self.R_cw, replace(  # noqa: E731
-                    v, az_lo=v.az_lo - pan, az_hi=v.az_hi - pan, el_lo=v.el_lo - tilt, el_hi=v.el_hi - tilt))
+                windows = lambda vs: _target_windows(self.camera, self.R_cw, vs, (pan, tilt))  # noqa: E731
                 b = (b[0] + pan, b[1] + pan, b[2] + tilt, b[3] + tilt)
             ids = np.zeros(inten.shape, np.uint16)
             if windows_out is not None:
-                base = window
+                base = windows
 
-                def window(v):
-                    w = base(v)
-                    if w is not None:
-                        windows_out.append(w)
-                    return w
+                def windows(vs):
+                    ws = base(vs)
+                    windows_out.extend(w for w in ws if w is not None)
+                    return ws
 
-            views = scene.draw_targets(inten, labels, ids, az, el, t_s, window=window, depth=depth,
+            views = scene.draw_targets(inten, labels, ids, az, el, t_s, windows=windows, depth=depth,
                                        pitch_deg=self.pitch_deg, bounds=b)
             boxes = (lambda: boxes_from(views, ids, self.camera, self.R_cw)) if with_boxes and not vib and views else []
         else:
@@ -289,7 +298,7 @@ class GalvoView:
         cam = self.gcam.camera
         lazy_az = _TexelAngles(maps, tex, 0)
         lazy_el = _TexelAngles(maps, tex, 1)
-        views = scene.draw_targets(inten, None, ids, lazy_az, lazy_el, t_s, window=lambda v: _target_window(cam, R, v),
+        views = scene.draw_targets(inten, None, ids, lazy_az, lazy_el, t_s, windows=lambda vs: _target_windows(cam, R, vs),
                                    pitch_deg=self.pitch_deg, bounds=bounds)
 
         def labels() -> np.ndarray:

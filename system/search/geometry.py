@@ -155,17 +155,22 @@ class GalvoCameraGeometry(SearchGeometry):
         d = self._interp(self._los, cmd)
         return d / np.linalg.norm(d, axis=1, keepdims=True)
 
-    def direction_to_command(self, dirs: np.ndarray) -> np.ndarray:
-        """(N, 3) rig-frame directions -> (N, 2) commands whose line of sight points there (NaN outside the range).
-
-        Linear interpolation on the construction grid, then two Newton steps with the tabulated lines of sight.
-        """
+    def prepare_inverse(self) -> None:
+        """Build the direction -> command interpolator now (a Delaunay triangulation and scipy's import,
+        a fraction of a second), so that a timed or real-time loop's first call does not pay for it."""
         if not hasattr(self, "_inv"):
             from scipy.interpolate import LinearNDInterpolator
 
             ae = _az_el(self._los.reshape(-1, 3))
             X, Y = np.meshgrid(self._gx, self._gy)
             self._inv = LinearNDInterpolator(ae, np.stack([X.ravel(), Y.ravel()], axis=1))
+
+    def direction_to_command(self, dirs: np.ndarray) -> np.ndarray:
+        """(N, 3) rig-frame directions -> (N, 2) commands whose line of sight points there (NaN outside the range).
+
+        Linear interpolation on the construction grid, then two Newton steps with the tabulated lines of sight.
+        """
+        self.prepare_inverse()
         goal = _az_el(np.asarray(dirs, dtype=np.float64).reshape(-1, 3))
         cmd = self._inv(goal)
         for _ in range(2):
