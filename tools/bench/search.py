@@ -24,6 +24,7 @@ the figures are steady-state rates.
 from __future__ import annotations
 
 import copy
+import gc
 import time
 
 import numpy as np
@@ -84,6 +85,7 @@ def run_one(scene: str, loop_kind: str, seconds: float, seed: int = 0, variant: 
         loop = SearchLoop(rig, loop_kind, observers=[ev], seed=seed)
         if warm:
             warm_up(rig, loop)
+        gc.collect()  # the previous runs' rigs are garbage now: not this run's work
         c0 = time.process_time()
         s = loop.run(seconds)
         s["process_cpu_seconds"] = time.process_time() - c0
