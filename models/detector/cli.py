@@ -43,6 +43,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--test-views", type=int, default=d.test_views, metavar="N", help=f"default {d.test_views}")
     p.add_argument("--input-size", type=int, default=256, metavar="PX", help="square input size, multiple of 32 (default 256)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
+    p.add_argument("--data-workers", type=int, default=1, metavar="N",
+                   help="processes rendering twin views that are not cached yet (same views for any N; default 1)")
     p.add_argument("--no-resume", action="store_true", help="start over even if DIR/last.pt matches")
     p.add_argument("--ship", action="store_true", help="copy the results to models/weights/detector.*")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -54,7 +56,7 @@ def run_train(args) -> int:
     from foveate.models.detector.train import TrainSettings
     from foveate.system.errors import ConfigError
 
-    for name in ("epochs", "batch_size", "threads", "train_views", "calib_views", "test_views"):
+    for name in ("epochs", "batch_size", "threads", "train_views", "calib_views", "test_views", "data_workers"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     config = DetectorConfig(input_size=(args.input_size, args.input_size))
@@ -65,7 +67,7 @@ def run_train(args) -> int:
     print(f"training the detector: {plan.train_views} train / {plan.calib_views} calib / {plan.test_views} test "
           f"twin views, {settings.epochs} epochs -> {args.out}")
     card = build(plan, config, settings, args.out, command=command, cache_dir=args.cache,
-                 progress=not args.no_progress, resume=not args.no_resume, ship=args.ship)
+                 progress=not args.no_progress, resume=not args.no_resume, ship=args.ship, data_workers=args.data_workers)
     _print_metrics(card["metrics_test_torch"], "test split, PyTorch")
     _print_metrics(card["metrics_test_onnxruntime"], "test split, onnxruntime")
     print(f"wrote {args.out}/detector.pt, detector.onnx, detector.card.json")

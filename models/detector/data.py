@@ -272,65 +272,95 @@ class _Aim:
         return cmd
 
 
-def generate_views(spec: ViewSpec, progress: bool = True) -> ViewSet:
-    """Render ``spec.n_views`` search views with ground truth (deterministic for a given spec)."""
+def _world_views(child: np.random.SeedSequence, n: int, spec: ViewSpec) -> tuple[np.ndarray, list, list, set]:
+    """The ``n`` views of one world (its own rig, seeded by ``child``): images, box rows with the view's
+    index within the world, per-view info, and the ground-truth sources seen."""
+    rng = np.random.default_rng(child)
+    images = np.zeros((n, spec.size, spec.size), np.uint8)
+    rows: list[list[float]] = []
+    info: list[dict] = []
+    sources: set[str] = set()
+    rig, winfo = _open_world(int(child.generate_state(1)[0]), spec, rng)
+    try:
+        galvo, cam, wide = rig.role("search_galvo"), rig.role("search_camera"), rig.role("wide_camera")
+        (lx0, lx1), (ly0, ly1) = galvo.limits_deg
+        aim = _Aim(rig)
+        for i in range(n):
+            rig.clock.sleep_ns(int(rng.uniform(0.0, 1.5) * 1e9))
+            aimed = bool(rng.random() < spec.aim_fraction)
+            uv = _pick_wide_target(wide.read(1.0), rng) if aimed else None
+            cmd = aim.command(uv) if uv is not None else None
+            if cmd is not None:
+                # Off-centre by up to 0.45 of the view (a mechanical degree turns the view by two),
+                # so targets are also seen cut by the image border.
+                j = 0.45 * winfo["hfov_deg"] / 2
+                tx, ty = cmd[0] + rng.uniform(-j, j), cmd[1] + rng.uniform(-j, j)
+            else:
+                aimed = False
+                tx, ty = rng.uniform(lx0, lx1), rng.uniform(ly0, ly1)
+            tx = float(np.clip(tx, lx0 * 0.98, lx1 * 0.98))
+            ty = float(np.clip(ty, ly0 * 0.98, ly1 * 0.98))
+            lo, hi = spec.exposure_s
+            exposure = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+            cam.set_exposure(exposure)
+            galvo.move_to(tx, ty)
+            moving = bool(rng.random() < spec.moving_fraction)
+            if not moving:
+                galvo.wait_settled(0.1)
+            frame = cam.read(1.0)
+            img = frame.image if frame.image.ndim == 2 else cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY)
+            if img.shape != (spec.size, spec.size):
+                raise FoveateError(f"search camera gave {img.shape}, expected {(spec.size, spec.size)}")
+            images[i] = img
+            b, c, vis, src = boxes_from_meta(frame.meta, img.shape)
+            sources.add(src)
+            for bb, cc, vv in zip(b, c, vis):
+                rows.append([i, cc, *bb, vv])
+            info.append({**winfo, "exposure_s": exposure, "aimed": aimed, "moving": moving,
+                         "galvo_deg": [tx, ty]})
+    finally:
+        rig.close()
+    return images, rows, info, sources
+
+
+def generate_views(spec: ViewSpec, progress: bool = True, workers: int = 1) -> ViewSet:
+    """Render ``spec.n_views`` search views with ground truth (deterministic for a given spec).
+
+    Worlds are independent (each has its own child seed), so ``workers > 1`` renders them in that many
+    processes; the result is the same array, assembled in world order."""
     from tqdm import tqdm
 
     root = np.random.SeedSequence(spec.seed)
+    n_worlds = -(-spec.n_views // spec.views_per_world)
+    counts = [min(spec.views_per_world, spec.n_views - w * spec.views_per_world) for w in range(n_worlds)]
+    jobs = list(zip(root.spawn(n_worlds), counts))
     images = np.zeros((spec.n_views, spec.size, spec.size), np.uint8)
     rows: list[list[float]] = []
     info: list[dict] = []
     sources: set[str] = set()
-    n_worlds = -(-spec.n_views // spec.views_per_world)
     bar = tqdm(total=spec.n_views, desc=f"twin views seed {spec.seed}", unit="view", disable=not progress,
                leave=False)
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        results = pool.map(_world_views, [c for c, _ in jobs], [n for _, n in jobs], [spec] * len(jobs))
+    else:
+        pool = None
+        results = (_world_views(c, n, spec) for c, n in jobs)
     i = 0
-    for wi, child in enumerate(root.spawn(n_worlds)):
-        rng = np.random.default_rng(child)
-        rig, winfo = _open_world(int(child.generate_state(1)[0]), spec, rng)
-        try:
-            galvo, cam, wide = rig.role("search_galvo"), rig.role("search_camera"), rig.role("wide_camera")
-            (lx0, lx1), (ly0, ly1) = galvo.limits_deg
-            aim = _Aim(rig)
-            for _ in range(min(spec.views_per_world, spec.n_views - i)):
-                rig.clock.sleep_ns(int(rng.uniform(0.0, 1.5) * 1e9))
-                aimed = bool(rng.random() < spec.aim_fraction)
-                uv = _pick_wide_target(wide.read(1.0), rng) if aimed else None
-                cmd = aim.command(uv) if uv is not None else None
-                if cmd is not None:
-                    # Off-centre by up to 0.45 of the view (a mechanical degree turns the view by two),
-                    # so targets are also seen cut by the image border.
-                    j = 0.45 * winfo["hfov_deg"] / 2
-                    tx, ty = cmd[0] + rng.uniform(-j, j), cmd[1] + rng.uniform(-j, j)
-                else:
-                    aimed = False
-                    tx, ty = rng.uniform(lx0, lx1), rng.uniform(ly0, ly1)
-                tx = float(np.clip(tx, lx0 * 0.98, lx1 * 0.98))
-                ty = float(np.clip(ty, ly0 * 0.98, ly1 * 0.98))
-                lo, hi = spec.exposure_s
-                exposure = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-                cam.set_exposure(exposure)
-                galvo.move_to(tx, ty)
-                moving = bool(rng.random() < spec.moving_fraction)
-                if not moving:
-                    galvo.wait_settled(0.1)
-                frame = cam.read(1.0)
-                img = frame.image if frame.image.ndim == 2 else cv2.cvtColor(frame.image, cv2.COLOR_BGR2GRAY)
-                if img.shape != (spec.size, spec.size):
-                    raise FoveateError(f"search camera gave {img.shape}, expected {(spec.size, spec.size)}")
-                images[i] = img
-                b, c, vis, src = boxes_from_meta(frame.meta, img.shape)
-                sources.add(src)
-                for bb, cc, vv in zip(b, c, vis):
-                    rows.append([i, cc, *bb, vv])
-                info.append({**winfo, "exposure_s": exposure, "aimed": aimed, "moving": moving,
-                             "galvo_deg": [tx, ty]})
-                i += 1
-                bar.update(1)
-        finally:
-            rig.close()
-        if i >= spec.n_views:
-            break
+    try:
+        for im, r, inf, src in results:
+            images[i:i + len(im)] = im
+            rows.extend([i + row[0], *row[1:]] for row in r)
+            info.extend(inf)
+            sources |= src
+            i += len(im)
+            bar.update(len(im))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     bar.close()
     box_source = "meta" if sources == {"meta"} else "labels" if sources == {"labels"} else "mixed"
     return ViewSet(images, np.asarray(rows, np.float32).reshape(-1, 7), info, box_source, asdict(spec))
@@ -346,16 +376,17 @@ def twin_publishes_boxes() -> bool:
         rig.close()
 
 
-def load_views(spec: ViewSpec, cache_dir: Path | None = DEFAULT_CACHE, progress: bool = True) -> ViewSet:
+def load_views(spec: ViewSpec, cache_dir: Path | None = DEFAULT_CACHE, progress: bool = True,
+               workers: int = 1) -> ViewSet:
     """The views of ``spec``, from the cache when present (and still current), else generated and cached."""
     if cache_dir is None:
-        return generate_views(spec, progress)
+        return generate_views(spec, progress, workers)
     path = Path(cache_dir) / f"views-{spec.seed}-{spec.n_views}-{spec.key()}.npz"
     if path.is_file():
         vs = ViewSet.load(path)
         if vs.box_source == "meta" or not twin_publishes_boxes():
             return vs
         log.info("%s: derived from label maps but the twin now publishes boxes: regenerating", path)
-    vs = generate_views(spec, progress)
+    vs = generate_views(spec, progress, workers)
     vs.save(path)
     return vs

@@ -55,7 +55,7 @@ def spec_from_dict(d: dict) -> ViewSpec:
 
 def build(plan: DataPlan, config: DetectorConfig, settings: TrainSettings, out_dir: Path, *,
           command: str = "", cache_dir: Path | None = DEFAULT_CACHE, progress: bool = True,
-          resume: bool = True, ship: bool = False) -> dict:
+          resume: bool = True, ship: bool = False, data_workers: int = 1) -> dict:
     """Run the recipe; returns the model card (also written to ``out_dir/detector.card.json``)."""
     from foveate.models.detector.evaluate import evaluate, fit_variance_scales, reliability_plot, residuals, Predictions
     from foveate.models.detector.export import export_onnx
@@ -64,7 +64,7 @@ def build(plan: DataPlan, config: DetectorConfig, settings: TrainSettings, out_d
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = {s: plan.spec(s) for s in ("train", "calib", "test")}
-    views = {s: load_views(sp, cache_dir, progress) for s, sp in specs.items()}
+    views = {s: load_views(sp, cache_dir, progress, data_workers) for s, sp in specs.items()}
     t_data = time.perf_counter() - t0
     net, history = train(views["train"], config, settings, out_dir, progress=progress, resume=resume)
     t_train = time.perf_counter() - t0 - t_data

@@ -73,3 +73,12 @@ def test_loading_a_foreign_file_is_a_clear_error(tmp_path):
     p.write_bytes(b"not a zip")
     with pytest.raises(FoveateError, match="not a detector view set"):
         ViewSet.load(p)
+
+
+def test_worker_processes_render_the_same_views():
+    spec = ViewSpec(n_views=5, seed=11, views_per_world=2, size=96)  # 3 worlds, the last one short
+    a, b = generate_views(spec, progress=False), generate_views(spec, progress=False, workers=2)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    assert a.info == b.info and len(a.info) == 5
+    assert set(a.boxes[:, 0].astype(int)) <= set(range(5))
