@@ -43,8 +43,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--test-views", type=int, default=d.test_views, metavar="N", help=f"default {d.test_views}")
     p.add_argument("--input-size", type=int, default=256, metavar="PX", help="square input size, multiple of 32 (default 256)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
-    p.add_argument("--data-workers", type=int, default=1, metavar="N",
-                   help="processes rendering twin views that are not cached yet (same views for any N; default 1)")
+    p.add_argument("--data-workers", type=int, default=2, metavar="N",
+                   help="processes rendering twin views that are not cached yet (same views for any N; default 2)")
     p.add_argument("--no-resume", action="store_true", help="start over even if DIR/last.pt matches")
     p.add_argument("--ship", action="store_true", help="copy the results to models/weights/detector.*")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainSettings:
-    epochs: int = 12
+    epochs: int = 15
     batch_size: int = 16
     lr: float = 2e-3
     weight_decay: float = 1e-4
