@@ -16,7 +16,6 @@ A calibration board set on the twin is drawn over both with exact rays.
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 
