@@ -115,7 +115,7 @@ class DvsArray:
 
 
 def warm_kernels() -> None:
-    """Load (or compile) the two numba passes now: the first call in a process takes ~0.3 s, which a
+    """Load (or compile) the two numba passes now: the first call in a process takes a fraction of a second, which a
     simulated camera must not spend inside the reads of a running loop (a real sensor has no such hiccup)."""
     a = DvsArray(2, 1, threshold_sigma=0.0, noise_rate_hz=0.0)
     a.reset(np.zeros((1, 2), np.float32), 0)

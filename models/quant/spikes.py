@@ -144,7 +144,7 @@ def fuse_spikes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
         if fused is not None:
             conv, s_x, s_w, bias_dq = fused
             step = s_x * s_w  # real value of one accumulator unit, per output channel
-            shift = np.floor(np.clip(theta / step, -2.0**40, 2.0**40)).astype(np.int64)  # dead channels: huge
+            shift = np.floor(np.clip(ratio, -2.0**40, 2.0**40)).astype(np.int64)  # dead channels: huge
             if bias_dq is None:
                 name = f"{conv.name}_spike_bias"
                 G.set_init(name + "_quantized", (-shift).astype(np.int32))

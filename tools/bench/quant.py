@@ -36,7 +36,7 @@ SLTNET_FALLBACK = Path("out/quant/sltnet_small/best.pt")
 def _latency(models: dict[str, bytes], x: np.ndarray, threads: int, rounds: int,
              cpu: dict[str, float] | None = None) -> dict[str, float]:
     """Median wall-clock ms per call of each model, run round-robin with the order rotated every round (a
-    fixed order measurably favours the model that runs last, by ~4 % here). With one thread onnxruntime runs
+    fixed order measurably favoured the model that ran last in each round). With one thread onnxruntime runs
     on the calling thread, so ``cpu`` (when given) receives the median thread CPU ms per call: the
     time the call computed, without the time other processes held the core (the machine is shared)."""
     from foveate.models.quant.ptq import session
