@@ -10,17 +10,19 @@ from foveate.system.errors import ConfigError
 SPLIT_ALIASES = {"val": "valid", "valid": "valid", "train": "train", "test": "test"}
 
 
-def open_split(config: SLTNetConfig, data: str, split: str, twin_spec=None, cache_root=None, progress: bool = True):
+def open_split(config: SLTNetConfig, data: str, split: str, twin_spec=None, cache_root=None, progress: bool = True,
+               workers: int = 1):
     """The ``split`` of ``data`` ready for ``config``: ``twin`` or a DDD17 / DSEC-Semantic root folder.
 
     The dataset kind follows the config: ``ddd17`` reads the ESS layout, ``dsec`` DSEC-Semantic,
-    and any config reads ``twin``.
+    and any config reads ``twin``. ``workers`` processes generate missing twin data.
     """
     if data == "twin":
         from foveate.models.sltnet.twin_data import DEFAULT_CACHE, TwinDataset, TwinDataSpec, build_twin_cache
 
         spec = twin_spec or TwinDataSpec()
-        folder = build_twin_cache(spec, config, cache_root or DEFAULT_CACHE, progress=progress)
+        folder = build_twin_cache(spec, config, cache_root or DEFAULT_CACHE, progress=progress,
+                                  workers=workers)
         return TwinDataset(folder, "train" if split == "train" else "val", config)
     root = Path(data)
     if not root.is_dir():

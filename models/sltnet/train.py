@@ -45,6 +45,7 @@ class TrainSettings:
     seed: int = 1234
     val_every: int = 1
     threads: int | None = None
+    device: str = "cpu"  # a torch device ("cuda", "cuda:1"); checkpoints are stored on the CPU either way
     max_batches_per_epoch: int | None = None  # smoke runs only
     extra: dict = field(default_factory=dict)  # recorded in checkpoints (command line, data description)
 
@@ -88,11 +89,31 @@ def evaluate(predict: Callable[[np.ndarray], np.ndarray], dataset, class_names: 
 
 
 def torch_predict(model: SLTNet) -> Callable[[np.ndarray], np.ndarray]:
+    """Label maps from ``model`` on whatever device its parameters live."""
+    device = next(model.parameters()).device
+
     def predict(v: np.ndarray) -> np.ndarray:
         model.eval()
         with torch.no_grad():
-            return model(torch.from_numpy(v)).argmax(1).numpy().astype(np.uint8)
+            return model(torch.from_numpy(v).to(device)).argmax(1).cpu().numpy().astype(np.uint8)
     return predict
+
+
+def resolve_device(name: str) -> torch.device:
+    """``name`` as a torch device, refusing clearly one this machine does not have."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {name!r}: expected cpu, cuda or cuda:N")
+    return device
+
+
+def _cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def label_pixel_counts(dataset, num_classes: int) -> np.ndarray:
@@ -117,8 +138,9 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
     out.mkdir(parents=True, exist_ok=True)
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
-    model = SLTNet(config)
+    model = SLTNet(config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(0.9, 0.999), eps=1e-8,
                            weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=settings.lr_step_epochs, gamma=settings.lr_gamma)
@@ -130,7 +152,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
         ckpt = torch.load(str(last), map_location="cpu", weights_only=False)
         if SLTNetConfig.from_dict(ckpt["config"], str(last)) != config:
             raise ConfigError(f"{last}: checkpoint was trained for config {ckpt['config']['name']!r}, not {config.name!r}")
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt["state_dict"])  # onto the model's device
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["torch_rng"])
@@ -142,7 +164,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
     class_weight = None
     if settings.class_balance:
         w = balanced_class_weights(label_pixel_counts(train_set, config.num_classes))
-        class_weight = torch.tensor(w, dtype=torch.float32)
+        class_weight = torch.tensor(w, dtype=torch.float32, device=device)
         log.info("class weights %s", dict(zip(config.classes, np.round(w, 3).tolist())))
     n_batches = len(train_set) // settings.batch_size  # drop_last: BN needs > 1 sample
     if settings.max_batches_per_epoch:
@@ -159,6 +181,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
             if b >= n_batches:
                 break
             x, y = _stack(train_set, idx, rng, settings.flip)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out_main, out_aux = model(x)
             loss = sltnet_loss(out_main, out_aux, y, settings.aux_weight, settings.ohem, class_weight)
             opt.zero_grad(set_to_none=True)
@@ -180,7 +203,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
         improved = entry.get("val_miou", -1.0) > best
         if improved:
             best = entry["val_miou"]
-        state = {"config": config.as_dict(), "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
+        state = {"config": config.as_dict(), "state_dict": _cpu_state(model), "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
                  "best_miou": best, "history": history, "settings": asdict(settings),
                  "card": _card(config, settings, entry)}
@@ -201,5 +224,13 @@ def _card(config: SLTNetConfig, settings: TrainSettings, entry: dict) -> dict:
         "training_time_s": entry.get("elapsed_s"),
         "metrics": {k: entry[k] for k in ("val_miou", "val_pixel_accuracy", "val_per_class_iou", "train_loss")
                     if k in entry},
-        "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "machine": _machine(settings.device),
     }
+
+
+def _machine(device: str) -> str:
+    cpu = f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"{cpu}, GPU {torch.cuda.get_device_name(dev)}"
+    return cpu

@@ -126,8 +126,12 @@ def generate_sequence(seq: dict, spec: TwinDataSpec, config: SLTNetConfig) -> tu
 
 
 def build_twin_cache(spec: TwinDataSpec, config: SLTNetConfig, cache_root: str | Path = DEFAULT_CACHE,
-                     progress: bool = True) -> Path:
-    """Generate (or reuse) the cached train/val sets; returns their folder."""
+                     progress: bool = True, workers: int = 1) -> Path:
+    """Generate (or reuse) the cached train/val sets; returns their folder.
+
+    Sequences are independent (each has its own seed), so ``workers > 1`` generates them in that
+    many processes with the same result.
+    """
     from tqdm import tqdm
 
     folder = Path(cache_root) / spec.key(config)
@@ -135,16 +139,33 @@ def build_twin_cache(spec: TwinDataSpec, config: SLTNetConfig, cache_root: str |
             if not (folder / split / f"seq_{i:03d}.npz").is_file()]
     if todo:
         log.info("generating %d twin sequences into %s", len(todo), folder)
-    for split, i, seq in tqdm(todo, desc="twin data", unit="seq", disable=not progress):
-        vox, lab, counts = generate_sequence(seq, spec, config)
-        (folder / split).mkdir(parents=True, exist_ok=True)
-        tmp = folder / split / f"seq_{i:03d}.tmp.npz"
-        np.savez_compressed(tmp, voxels=vox, labels=lab, events=np.asarray(counts),
-                            meta=np.asarray(json.dumps(seq)))
-        tmp.replace(folder / split / f"seq_{i:03d}.npz")
+    pool = None
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"))
+        results = pool.map(generate_sequence, [seq for _, _, seq in todo], [spec] * len(todo), [config] * len(todo))
+    else:
+        results = (generate_sequence(seq, spec, config) for _, _, seq in todo)
+    try:
+        for (split, i, seq), (vox, lab, counts) in tqdm(zip(todo, results), total=len(todo), desc="twin data",
+                                                        unit="seq", disable=not progress):
+            _save_sequence(folder, split, i, seq, vox, lab, counts)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     (folder / "spec.json").write_text(json.dumps({"spec": asdict(spec), "generator_version": GENERATOR_VERSION,
                                                   "model_input": [config.bins, config.height, config.width]}, indent=1))
     return folder
+
+
+def _save_sequence(folder: Path, split: str, i: int, seq: dict, vox: np.ndarray, lab: np.ndarray, counts: list) -> None:
+    (folder / split).mkdir(parents=True, exist_ok=True)
+    tmp = folder / split / f"seq_{i:03d}.tmp.npz"
+    np.savez_compressed(tmp, voxels=vox, labels=lab, events=np.asarray(counts),
+                        meta=np.asarray(json.dumps(seq)))
+    tmp.replace(folder / split / f"seq_{i:03d}.npz")
 
 
 class TwinDataset(SegmentationDataset):

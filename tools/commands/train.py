@@ -36,6 +36,9 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--time-steps", type=int, default=None, metavar="T", help="override the config's T")
     p.add_argument("--input-size", default=None, metavar="HxW", help="override the config's input size (multiples of 8)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--device", default="cpu", help="torch device to train on: cpu (default), cuda, cuda:N")
+    p.add_argument("--data-workers", type=int, default=2, metavar="N",
+                   help="processes generating the twin data (default 2; same data for any N)")
     p.add_argument("--val-every", type=int, default=1, metavar="N", help="validate every N epochs")
     p.add_argument("--class-balance", action="store_true",
                    help="weigh the loss by sqrt median-frequency class weights from the training labels "
@@ -68,6 +71,8 @@ def command_line(args) -> str:
     parts = ["foveate", "train", "sltnet", "--config", args.config, "--data", str(args.data),
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
              "--seed", str(args.seed), "--threads", str(args.threads)]
+    if args.device != "cpu":
+        parts += ["--device", args.device]
     for flag, value in (("--time-steps", args.time_steps), ("--input-size", args.input_size),
                         ("--twin-seed", args.twin_seed if args.data == "twin" else None),
                         ("--twin-train-sequences", args.twin_train_sequences),
@@ -94,8 +99,12 @@ def _run_sltnet(args) -> int:
     from foveate.models.sltnet.config import get_config
     from foveate.models.sltnet.segmenter import SHIPPED_CARD, SHIPPED_WEIGHTS
     from foveate.models.sltnet.sources import open_split
-    from foveate.models.sltnet.train import TrainSettings, train
+    from foveate.models.sltnet.train import TrainSettings, resolve_device, train
     from foveate.system.errors import ConfigError
+
+    resolve_device(args.device)  # before minutes of data generation
+    if args.data_workers < 1:
+        raise ConfigError(f"--data-workers {args.data_workers}: expected at least 1")
 
     config = get_config(args.config)
     if args.time_steps:
@@ -112,15 +121,15 @@ def _run_sltnet(args) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    train_set = open_split(config, args.data, "train", spec, progress=progress)
-    val_set = open_split(config, args.data, "val", spec, progress=progress)
+    train_set = open_split(config, args.data, "train", spec, progress=progress, workers=args.data_workers)
+    val_set = open_split(config, args.data, "val", spec, progress=progress, workers=args.data_workers)
     epochs = args.epochs = args.epochs or (60 if args.data == "twin" else 300)
     data_desc = {"data": args.data}
     if spec is not None:
         data_desc["twin_spec"] = asdict(spec)
     settings = TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              val_every=args.val_every, threads=args.threads, max_batches_per_epoch=args.max_batches,
-                             class_balance=args.class_balance,
+                             class_balance=args.class_balance, device=args.device,
                              extra={"command": command_line(args), **data_desc,
                                     "train_windows": len(train_set), "val_windows": len(val_set)})
     print(f"training SLTNet/{config.name} on {args.data}: {len(train_set)} train, {len(val_set)} val windows, "

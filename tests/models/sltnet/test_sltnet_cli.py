@@ -123,3 +123,11 @@ def test_replay_refuses_without_weights(tmp_path, monkeypatch, capsys):
     src = _event_file(tmp_path / "rec.npy", seconds=0.01)
     assert main(["replay", str(src), "--out", str(tmp_path / "o")]) == 2
     assert "no trained SLTNet weights" in capsys.readouterr().err
+
+
+def test_train_refuses_a_device_it_does_not_have(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "sltnet", "--device", "cuda", "--no-progress"]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+    assert main(["train", "sltnet", "--device", "tpu7", "--no-progress"]) == 2
+    assert "expected cpu, cuda or cuda:N" in capsys.readouterr().err

@@ -49,3 +49,11 @@ def test_cache_is_built_once_and_loads(tmp_path):
         TwinDataset(folder, "train", CFG.with_(height=56))
     # another spec or model size gets another folder
     assert SPEC.key(CFG) != SPEC.key(CFG.with_(height=56)) != TwinDataSpec(seed=4).key(CFG)
+
+
+def test_worker_processes_build_the_same_cache(tmp_path):
+    one = build_twin_cache(SPEC, CFG, tmp_path / "one", progress=False)
+    two = build_twin_cache(SPEC, CFG, tmp_path / "two", progress=False, workers=2)
+    a, b = TwinDataset(one, "train", CFG), TwinDataset(two, "train", CFG)
+    assert np.array_equal(a.voxels, b.voxels) and np.array_equal(a.labels, b.labels) and a.meta == b.meta
+    assert np.array_equal(TwinDataset(one, "val", CFG).labels, TwinDataset(two, "val", CFG).labels)
