@@ -216,7 +216,8 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
 
 
 def _card(config: SLTNetConfig, settings: TrainSettings, entry: dict) -> dict:
-    return {
+    """What the shipped ``.json`` card says, as JSON types (tuples become lists), so both stay equal."""
+    return json.loads(json.dumps({
         "model": "SLTNet",
         "config": config.as_dict(),
         "training": {k: v for k, v in asdict(settings).items() if k != "extra"} | settings.extra,
@@ -225,7 +226,7 @@ def _card(config: SLTNetConfig, settings: TrainSettings, entry: dict) -> dict:
         "metrics": {k: entry[k] for k in ("val_miou", "val_pixel_accuracy", "val_per_class_iou", "train_loss")
                     if k in entry},
         "machine": _machine(settings.device),
-    }
+    }))
 
 
 def _machine(device: str) -> str:
