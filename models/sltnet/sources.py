@@ -21,9 +21,10 @@ def open_split(config: SLTNetConfig, data: str, split: str, twin_spec=None, cach
         from foveate.models.sltnet.twin_data import DEFAULT_CACHE, TwinDataset, TwinDataSpec, build_twin_cache
 
         spec = twin_spec or TwinDataSpec()
+        twin_split = "train" if split == "train" else "val"
         folder = build_twin_cache(spec, config, cache_root or DEFAULT_CACHE, progress=progress,
-                                  workers=workers)
-        return TwinDataset(folder, "train" if split == "train" else "val", config)
+                                  workers=workers, splits=(twin_split,))
+        return TwinDataset(folder, twin_split, config)
     root = Path(data)
     if not root.is_dir():
         raise ConfigError(f"{root}: dataset folder not found (or give 'twin')")

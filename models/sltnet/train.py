@@ -75,15 +75,25 @@ def evaluate(predict: Callable[[np.ndarray], np.ndarray], dataset, class_names: 
     """
     from tqdm import tqdm
 
-    cm = ConfusionMatrix(len(class_names))
+    k = len(class_names)
+    cm = ConfusionMatrix(k)
+    labelled, with_events = np.zeros(k, np.int64), np.zeros(k, np.int64)
     n = len(dataset)
     bar = tqdm(total=n, desc="evaluate", unit="win", disable=not progress, leave=False)
     for idx in _batches(n, batch_size, None):
         vox, lab = _stack(dataset, idx, None, False)
-        cm.update(predict(vox.numpy()), lab.numpy())
+        v, y = vox.numpy(), lab.numpy()
+        cm.update(predict(v), y)
+        keep = y < k
+        fired = (v != 0).any(axis=1)  # any event in the window at this (model-size) pixel
+        labelled += np.bincount(y[keep], minlength=k)[:k]
+        with_events += np.bincount(y[keep & fired], minlength=k)[:k]
         bar.update(len(idx))
     bar.close()
     out = cm.summary(class_names)
+    # share of each class's pixels that carry an event: how much of it the input shows at all
+    out["per_class_event_support"] = {c: (float(a / b) if b else None)
+                                      for c, a, b in zip(class_names, with_events, labelled)}
     out["windows"] = n
     return out
 

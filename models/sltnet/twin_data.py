@@ -126,8 +126,8 @@ def generate_sequence(seq: dict, spec: TwinDataSpec, config: SLTNetConfig) -> tu
 
 
 def build_twin_cache(spec: TwinDataSpec, config: SLTNetConfig, cache_root: str | Path = DEFAULT_CACHE,
-                     progress: bool = True, workers: int = 1) -> Path:
-    """Generate (or reuse) the cached train/val sets; returns their folder.
+                     progress: bool = True, workers: int = 1, splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """Generate (or reuse) the cached ``splits`` (default both); returns their folder.
 
     Sequences are independent (each has its own seed), so ``workers > 1`` generates them in that
     many processes with the same result.
@@ -135,7 +135,7 @@ def build_twin_cache(spec: TwinDataSpec, config: SLTNetConfig, cache_root: str |
     from tqdm import tqdm
 
     folder = Path(cache_root) / spec.key(config)
-    todo = [(split, i, seq) for split in ("train", "val") for i, seq in enumerate(spec.sequences(split))
+    todo = [(split, i, seq) for split in splits for i, seq in enumerate(spec.sequences(split))
             if not (folder / split / f"seq_{i:03d}.npz").is_file()]
     if todo:
         log.info("generating %d twin sequences into %s", len(todo), folder)

@@ -31,6 +31,8 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data-workers", type=int, default=2, metavar="N",
+                   help="processes generating missing twin data (default 2; same data for any N)")
     p.add_argument("--report", action="store_true", help="print the faithfulness report (params, MACs)")
     p.add_argument("--energy", action="store_true", help="measure firing rates and print the energy estimate")
     p.add_argument("--energy-windows", type=int, default=32, metavar="N", help="windows for --energy (default 32)")
@@ -88,16 +90,18 @@ def _run_sltnet(args) -> int:
                 saved = (load_model(weights).card or {}).get("training", {}).get("twin_spec")
                 if saved:
                     spec = TwinDataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-        dataset = open_split(config, args.data, args.split, spec, progress=not args.no_progress)
+        dataset = open_split(config, args.data, args.split, spec, progress=not args.no_progress,
+                             workers=args.data_workers)
         metrics = evaluate(runner.predict, dataset, config.classes, args.batch_size, not args.no_progress)
         results["metrics"] = metrics
         print(f"SLTNet/{config.name} on {args.data} ({args.split}, {metrics['windows']} windows, {args.runtime}):")
         print(f"  mIoU {metrics['miou']:.4f}   pixel accuracy {metrics['pixel_accuracy']:.4f}")
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        print(f"  {'class':<18} {'IoU':>6}  {'recall':>6}  {'precision':>9}")
+        print(f"  {'class':<18} {'IoU':>6}  {'recall':>6}  {'precision':>9}  {'events':>6}")
         for name, iou in metrics["per_class_iou"].items():
             print(f"  {name:<18} {fmt(iou):>6}  {fmt(metrics['per_class_recall'][name]):>6}  "
-                  f"{fmt(metrics['per_class_precision'][name]):>9}")
+                  f"{fmt(metrics['per_class_precision'][name]):>9}  {fmt(metrics['per_class_event_support'][name]):>6}")
+        print("  (events: share of the class's labelled pixels with at least one event in the window)")
         if args.energy:
             from foveate.models.sltnet.energy import format_energy, measure_energy, summarise
 

@@ -131,3 +131,15 @@ def test_train_refuses_a_device_it_does_not_have(capsys, monkeypatch):
     assert "sees no CUDA GPU" in capsys.readouterr().err
     assert main(["train", "sltnet", "--device", "tpu7", "--no-progress"]) == 2
     assert "expected cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+def test_evaluate_reports_how_much_of_each_class_the_events_show(small_cfg):
+    from foveate.models.sltnet.train import evaluate
+
+    ds = _Stripes(small_cfg, n=3)  # class 5 where the events are, class 0 (no events) elsewhere
+    out = evaluate(lambda v: np.zeros((len(v), small_cfg.height, small_cfg.width), np.uint8), ds, small_cfg.classes,
+                   batch_size=2)
+    support = out["per_class_event_support"]
+    assert support[small_cfg.classes[5]] == 1.0 and support[small_cfg.classes[0]] == 0.0
+    assert support[small_cfg.classes[1]] is None  # no pixels of that class
+    assert out["windows"] == 3 and out["per_class_iou"][small_cfg.classes[5]] == 0.0
