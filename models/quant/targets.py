@@ -200,7 +200,7 @@ def _twin_folder_from_card(model, cfg, path: Path, progress: bool) -> Path:
     if not isinstance(spec_d, dict):
         raise ConfigError(f"{path}: its card names no twin data spec; pass --data FOLDER (a twin cache folder)")
     spec = TwinDataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec_d.items()})
-    return build_twin_cache(spec, cfg, DEFAULT_CACHE, progress)
+    return build_twin_cache(spec, cfg, DEFAULT_CACHE, progress, workers=2)
 
 
 def model_bytes(model: onnx.ModelProto | bytes) -> bytes:
