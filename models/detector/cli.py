@@ -37,6 +37,7 @@ def add_train_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=t.lr, help=f"peak learning rate, cosine schedule (default {t.lr})")
     p.add_argument("--seed", type=int, default=t.seed, help=f"training seed: init, shuffling, augmentation (default {t.seed})")
     p.add_argument("--threads", type=int, default=t.threads, help=f"torch CPU threads (default {t.threads})")
+    p.add_argument("--device", default=t.device, help="torch device to train on: cpu (default), cuda, cuda:N")
     p.add_argument("--data-seed", type=int, default=d.data_seed, help="offset of the twin world seeds of every split (default 0)")
     p.add_argument("--train-views", type=int, default=d.train_views, metavar="N", help=f"default {d.train_views}")
     p.add_argument("--calib-views", type=int, default=d.calib_views, metavar="N", help=f"default {d.calib_views}")
@@ -61,8 +62,11 @@ def run_train(args) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     config = DetectorConfig(input_size=(args.input_size, args.input_size))
     plan = DataPlan(args.train_views, args.calib_views, args.test_views, args.data_seed, args.input_size)
+    from foveate.models.torch_device import resolve_device
+
+    resolve_device(args.device)  # before minutes of view rendering
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                             threads=args.threads)
+                             threads=args.threads, device=args.device)
     command = "foveate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     print(f"training the detector: {plan.train_views} train / {plan.calib_views} calib / {plan.test_views} test "
           f"twin views, {settings.epochs} epochs -> {args.out}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -21,6 +20,7 @@ from pathlib import Path
 from foveate.models.detector.config import DetectorConfig
 from foveate.models.detector.data import DEFAULT_CACHE, ViewSpec, load_views
 from foveate.models.detector.train import TrainSettings, save_checkpoint, train
+from foveate.models.torch_device import describe
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def build(plan: DataPlan, config: DetectorConfig, settings: TrainSettings, out_d
         "metrics_test_onnxruntime": metrics_ort,
         "parameters": int(sum(p.numel() for p in net.parameters())),
         "wall_s": {"data": round(t_data, 1), "train": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)},
-        "machine": f"{platform.machine()}, torch threads {settings.threads}",
+        "machine": describe(settings.device),
         "date": time.strftime("%Y-%m-%d"),
     }
     ckpt = out_dir / f"{SHIPPED_NAME}.pt"

@@ -33,6 +33,12 @@ class TrainSettings:
     seed: int = 0
     threads: int = 1
     nll_weight: float = 1.0
+    device: str = "cpu"  # a torch device ("cuda", "cuda:1"); checkpoints are stored on the CPU either way
+
+
+def _resumable(settings: dict) -> dict:
+    """The settings a checkpoint must share to be resumed (the device may change)."""
+    return {k: v for k, v in settings.items() if k != "device"}
 
 
 def encode_all(views: ViewSet, config: DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,7 +69,8 @@ def save_checkpoint(path: Path, net, config: DetectorConfig, card: dict, extra: 
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {"config": config.to_json(), "state_dict": net.state_dict(), "card": card, **(extra or {})}
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    obj = {"config": config.to_json(), "state_dict": state, "card": card, **(extra or {})}
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     tmp.replace(path)
@@ -80,12 +87,14 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
     from tqdm import tqdm
 
     from foveate.models.detector.model import DetectorNet
+    from foveate.models.torch_device import resolve_device
 
+    device = resolve_device(settings.device)
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     heat, reg, weight = encode_all(views, config)
-    net = DetectorNet(config)
+    net = DetectorNet(config).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n = len(views)
     steps_per_epoch = max(1, n // settings.batch_size)
@@ -102,7 +111,8 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
     ckpt = out_dir / "last.pt"
     if resume and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("config") == config.to_json() and state.get("settings") == asdict(settings):
+        if (state.get("config") == config.to_json()
+                and _resumable(state.get("settings") or {}) == _resumable(asdict(settings))):
             net.load_state_dict(state["state_dict"])
             opt.load_state_dict(state["optimizer"])
             rng.bit_generator.state = state["rng"]
@@ -130,10 +140,10 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
                 fh, fr, fw = zip(*(flip_targets(h[j], r[j], w[j]) for j in np.nonzero(flip)[0]))
                 h, r, w = h.copy(), r.copy(), w.copy()
                 h[flip], r[flip], w[flip] = np.stack(fh), np.stack(fr), np.stack(fw)
-            x = torch.from_numpy(np.ascontiguousarray(imgs[:, None]))
+            x = torch.from_numpy(np.ascontiguousarray(imgs[:, None])).to(device)
             heat_logits, reg_out = net(x)
-            lf = focal_loss(heat_logits, torch.from_numpy(h))
-            lr_ = gaussian_nll(reg_out, torch.from_numpy(r), torch.from_numpy(w))
+            lf = focal_loss(heat_logits, torch.from_numpy(h).to(device))
+            lr_ = gaussian_nll(reg_out, torch.from_numpy(r).to(device), torch.from_numpy(w).to(device))
             loss = lf + settings.nll_weight * lr_
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -150,5 +160,5 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
                         {"optimizer": opt.state_dict(), "epoch": epoch + 1, "settings": asdict(settings),
                          "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()})
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
-    net.eval()
+    net.cpu().eval()  # evaluation, calibration and export run on the CPU
     return net, history

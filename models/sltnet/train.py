@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from foveate.models.sltnet.config import SLTNetConfig
 from foveate.models.sltnet.losses import balanced_class_weights, sltnet_loss
 from foveate.models.sltnet.metrics import ConfusionMatrix
 from foveate.models.sltnet.model import SLTNet
+from foveate.models.torch_device import describe, resolve_device
 from foveate.system.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -107,19 +107,6 @@ def torch_predict(model: SLTNet) -> Callable[[np.ndarray], np.ndarray]:
         with torch.no_grad():
             return model(torch.from_numpy(v).to(device)).argmax(1).cpu().numpy().astype(np.uint8)
     return predict
-
-
-def resolve_device(name: str) -> torch.device:
-    """``name`` as a torch device, refusing clearly one this machine does not have."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r}: expected cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device {name!r}: expected cpu, cuda or cuda:N")
-    return device
 
 
 def _cpu_state(model: torch.nn.Module) -> dict:
@@ -235,13 +222,6 @@ def _card(config: SLTNetConfig, settings: TrainSettings, entry: dict) -> dict:
         "training_time_s": entry.get("elapsed_s"),
         "metrics": {k: entry[k] for k in ("val_miou", "val_pixel_accuracy", "val_per_class_iou", "train_loss")
                     if k in entry},
-        "machine": _machine(settings.device),
+        "machine": describe(settings.device),
     }))
 
-
-def _machine(device: str) -> str:
-    cpu = f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return f"{cpu}, GPU {torch.cuda.get_device_name(dev)}"
-    return cpu

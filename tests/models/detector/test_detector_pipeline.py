@@ -117,3 +117,12 @@ def test_a_rig_file_can_name_the_shipped_detector():
                                    "settings": {"score_threshold": 0.5, "threads": 1}}}
     det = build_model(Rig(parse_rig(data)), "detector", required=True)
     assert isinstance(det, Detector) and det.score_threshold == 0.5
+
+
+def test_train_refuses_a_device_it_does_not_have(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "detector", "--device", "cuda", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # refused before rendering anything
