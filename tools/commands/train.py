@@ -100,7 +100,8 @@ def _run_sltnet(args) -> int:
     from foveate.models.sltnet.config import get_config
     from foveate.models.sltnet.segmenter import SHIPPED_CARD, SHIPPED_WEIGHTS
     from foveate.models.sltnet.sources import open_split
-    from foveate.models.sltnet.train import TrainSettings, resolve_device, train
+    from foveate.models.sltnet.train import TrainSettings, train
+    from foveate.models.torch_device import resolve_device
     from foveate.system.errors import ConfigError
 
     resolve_device(args.device)  # before minutes of data generation
