@@ -44,7 +44,7 @@ DEFAULT_CACHE = Path(".cache") / "sltnet" / "twin"
 @dataclass(frozen=True)
 class TwinDataSpec:
     seed: int = 0
-    train_sequences: int = 120  # the shipped weights' recipe (30 before 2026-11-26)
+    train_sequences: int = 30
     val_sequences: int = 9
     windows_per_sequence: int = 32
     sensor_width: int = 320  # the embedded rig's wide event camera

@@ -29,7 +29,7 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--config", default="twin", help="model config: twin (default), ddd17, dsec")
     p.add_argument("--data", default="twin", help="'twin' (generated, cached) or a dataset root folder")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="checkpoint folder (default out/train/sltnet-CONFIG)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 10 on the twin, the shipped recipe; 300 otherwise)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 60 on the twin, 300 otherwise)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1234, help="training seed (init, shuffling, flips)")
@@ -46,7 +46,7 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--twin-seed", type=int, default=0, help="seed of the generated twin data")
     p.add_argument("--twin-train-sequences", type=int, default=None, metavar="N",
-                   help="twin training sequences of 32 windows (default 120, the shipped recipe)")
+                   help="twin training sequences of 32 windows (default 30)")
     p.add_argument("--twin-val-sequences", type=int, default=None, metavar="N")
     p.add_argument("--twin-windows", type=int, default=None, metavar="N", help="windows per twin sequence")
     p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (smoke runs)")
@@ -125,7 +125,7 @@ def _run_sltnet(args) -> int:
     torch.set_num_threads(args.threads)
     train_set = open_split(config, args.data, "train", spec, progress=progress, workers=args.data_workers)
     val_set = open_split(config, args.data, "val", spec, progress=progress, workers=args.data_workers)
-    epochs = args.epochs = args.epochs or (10 if args.data == "twin" else 300)
+    epochs = args.epochs = args.epochs or (60 if args.data == "twin" else 300)
     data_desc = {"data": args.data}
     if spec is not None:
         data_desc["twin_spec"] = asdict(spec)
