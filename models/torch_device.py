@@ -29,3 +29,8 @@ def describe(device: str) -> str:
     cpu = f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     dev = torch.device(device)
     return f"{cpu}, GPU {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else cpu
+
+
+def cpu_state_dict(module) -> dict:
+    """``module``'s state on the CPU, so a checkpoint written on a GPU loads anywhere."""
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}

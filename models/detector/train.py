@@ -68,9 +68,10 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def save_checkpoint(path: Path, net, config: DetectorConfig, card: dict, extra: dict | None = None) -> None:
     import torch
 
+    from foveate.models.torch_device import cpu_state_dict
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    obj = {"config": config.to_json(), "state_dict": state, "card": card, **(extra or {})}
+    obj = {"config": config.to_json(), "state_dict": cpu_state_dict(net), "card": card, **(extra or {})}
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     tmp.replace(path)

@@ -24,7 +24,7 @@ from foveate.models.sltnet.config import SLTNetConfig
 from foveate.models.sltnet.losses import balanced_class_weights, sltnet_loss
 from foveate.models.sltnet.metrics import ConfusionMatrix
 from foveate.models.sltnet.model import SLTNet
-from foveate.models.torch_device import describe, resolve_device
+from foveate.models.torch_device import cpu_state_dict, describe, resolve_device
 from foveate.system.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,6 @@ def torch_predict(model: SLTNet) -> Callable[[np.ndarray], np.ndarray]:
         with torch.no_grad():
             return model(torch.from_numpy(v).to(device)).argmax(1).cpu().numpy().astype(np.uint8)
     return predict
-
-
-def _cpu_state(model: torch.nn.Module) -> dict:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def label_pixel_counts(dataset, num_classes: int) -> np.ndarray:
@@ -200,7 +196,7 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
         improved = entry.get("val_miou", -1.0) > best
         if improved:
             best = entry["val_miou"]
-        state = {"config": config.as_dict(), "state_dict": _cpu_state(model), "optimizer": opt.state_dict(),
+        state = {"config": config.as_dict(), "state_dict": cpu_state_dict(model), "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch,
                  "best_miou": best, "history": history, "settings": asdict(settings),
                  "card": _card(config, settings, entry)}
