@@ -134,6 +134,8 @@ def build_twin_cache(spec: TwinDataSpec, config: SLTNetConfig, cache_root: str |
     """
     from tqdm import tqdm
 
+    if workers < 1:
+        raise ConfigError(f"twin data workers {workers}: expected at least 1 (--data-workers)")
     folder = Path(cache_root) / spec.key(config)
     todo = [(split, i, seq) for split in splits for i, seq in enumerate(spec.sequences(split))
             if not (folder / split / f"seq_{i:03d}.npz").is_file()]

@@ -105,8 +105,6 @@ def _run_sltnet(args) -> int:
     from foveate.system.errors import ConfigError
 
     resolve_device(args.device)  # before minutes of data generation
-    if args.data_workers < 1:
-        raise ConfigError(f"--data-workers {args.data_workers}: expected at least 1")
 
     config = get_config(args.config)
     if args.time_steps:

@@ -57,3 +57,8 @@ def test_worker_processes_build_the_same_cache(tmp_path):
     a, b = TwinDataset(one, "train", CFG), TwinDataset(two, "train", CFG)
     assert np.array_equal(a.voxels, b.voxels) and np.array_equal(a.labels, b.labels) and a.meta == b.meta
     assert np.array_equal(TwinDataset(one, "val", CFG).labels, TwinDataset(two, "val", CFG).labels)
+
+
+def test_workers_below_one_are_a_clear_error(tmp_path):
+    with pytest.raises(Exception, match="expected at least 1"):
+        build_twin_cache(SPEC, CFG, tmp_path, progress=False, workers=0)
