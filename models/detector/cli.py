@@ -26,6 +26,7 @@ EVAL_DESCRIPTION = (
 
 
 def add_train_arguments(p) -> None:
+    from foveate.models.detector.config import INPUT_NORMS, DetectorConfig
     from foveate.models.detector.pipeline import DataPlan
     from foveate.models.detector.train import TrainSettings
 
@@ -43,6 +44,8 @@ def add_train_arguments(p) -> None:
     p.add_argument("--calib-views", type=int, default=d.calib_views, metavar="N", help=f"default {d.calib_views}")
     p.add_argument("--test-views", type=int, default=d.test_views, metavar="N", help=f"default {d.test_views}")
     p.add_argument("--input-size", type=int, default=256, metavar="PX", help="square input size, multiple of 32 (default 256)")
+    p.add_argument("--input-norm", choices=INPUT_NORMS, default=DetectorConfig.input_norm,
+                   help="first step of the network: standardize each view's grey levels (default), or none")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
     p.add_argument("--data-workers", type=int, default=2, metavar="N",
                    help="processes rendering twin views that are not cached yet (same views for any N; default 2)")
@@ -60,7 +63,7 @@ def run_train(args) -> int:
     for name in ("epochs", "batch_size", "threads", "train_views", "calib_views", "test_views", "data_workers"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    config = DetectorConfig(input_size=(args.input_size, args.input_size))
+    config = DetectorConfig(input_size=(args.input_size, args.input_size), input_norm=args.input_norm)
     plan = DataPlan(args.train_views, args.calib_views, args.test_views, args.data_seed, args.input_size)
     from foveate.models.torch_device import resolve_device
 
@@ -91,6 +94,8 @@ def add_eval_arguments(p) -> None:
                    help="MC-dropout samples added to the predicted variance (PyTorch only; default 1 = off)")
     p.add_argument("--out", type=Path, default=Path("out/eval/detector"), metavar="DIR",
                    help="metrics.json and reliability.png go here (default out/eval/detector)")
+    p.add_argument("--input-norm", choices=INPUT_NORMS, default=DetectorConfig.input_norm,
+                   help="first step of the network: standardize each view's grey levels (default), or none")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the metrics to FILE")

@@ -16,6 +16,8 @@ from foveate.system.errors import ConfigError
 DET_COLUMNS = ("score", "cls", "cx", "cy", "w", "h", "var_cx", "var_cy", "var_w", "var_h")
 
 CLASSES = ("human", "vehicle")
+INPUT_NORMS = ("standardize", "none")
+NORM_STD_FLOOR = 0.02  # grey-level std (of [0, 1] levels) below which a view is not stretched further
 
 
 @dataclass
@@ -26,6 +28,12 @@ class DetectorConfig:
     the output grid has ``stride`` 8. ``widths`` are the channels of the five
     backbone stages (strides 2, 4, 8, 16, 32); ``neck`` the channels of the
     stride-8 feature map the head reads.
+
+    ``input_norm`` is the network's first step: ``"standardize"`` subtracts each view's
+    mean grey level and divides by its standard deviation (floored at ``NORM_STD_FLOOR``),
+    so a dark short-exposure view reaches the first convolution with the contrast of a
+    bright one; ``"none"`` feeds the [0, 1] grey levels as they are (weights made before
+    the option existed, whose files carry no ``input_norm``).
 
     ``centre_var_scale`` and ``size_var_scale`` multiply the predicted variances;
     they are fitted on a held-out calibration split after training
@@ -39,6 +47,7 @@ class DetectorConfig:
     head: int = 64
     dropout: float = 0.1  # before the regression head; MC-dropout samples it at test time
     max_detections: int = 64
+    input_norm: str = "standardize"
     centre_var_scale: float = 1.0
     size_var_scale: float = 1.0
     stride: int = field(default=8, init=False)
@@ -56,6 +65,8 @@ class DetectorConfig:
             raise ConfigError("detector config: classes: expected at least one class name")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"detector config: dropout {self.dropout}: expected 0 <= dropout < 1")
+        if self.input_norm not in INPUT_NORMS:
+            raise ConfigError(f"detector config: input_norm '{self.input_norm}': expected one of {', '.join(INPUT_NORMS)}")
         if self.centre_var_scale <= 0 or self.size_var_scale <= 0:
             raise ConfigError("detector config: variance scales must be > 0")
 
@@ -75,6 +86,8 @@ class DetectorConfig:
         if unknown:
             raise ConfigError(f"{source}: detector config: unknown key '{sorted(unknown)[0]}' "
                               f"(expected one of: {', '.join(sorted(known))})")
+        d = dict(d)
+        d.setdefault("input_norm", "none")  # written before the option existed: trained on raw levels
         return cls(**d)
 
     @classmethod

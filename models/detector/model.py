@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from foveate.models.detector.config import DET_COLUMNS, DetectorConfig
+from foveate.models.detector.config import DET_COLUMNS, NORM_STD_FLOOR, DetectorConfig
 
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 6.0
 REG_CHANNELS = 8  # dx, dy, log w, log h, then their log-variances
@@ -30,6 +30,23 @@ REG_CHANNELS = 8  # dx, dy, log w, log h, then their log-variances
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class InputNorm(nn.Module):
+    """Per-view standardization, ``(x - mean) / max(std, floor)`` over each image.
+
+    In the graph (nodes ``.../input_norm/...``, kept in float by the quantizer) so every
+    runtime and the quantization calibration feed the same [0, 1] grey levels.
+    """
+
+    def __init__(self, floor: float = NORM_STD_FLOOR) -> None:
+        super().__init__()
+        self.floor = float(floor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+        return (x - mean) / torch.sqrt(var).clamp_min(self.floor)
 
 
 class Backbone(nn.Module):
@@ -67,12 +84,14 @@ class Neck(nn.Module):
 class DetectorNet(nn.Module):
     """Raw maps: ``heat`` logits ``(B, C, H/8, W/8)`` and ``reg`` ``(B, 8, H/8, W/8)``.
 
-    Input: ``(B, 1, H, W)`` float32 grey levels scaled to [0, 1].
+    Input: ``(B, 1, H, W)`` float32 grey levels scaled to [0, 1]; the network
+    standardizes each view itself when ``config.input_norm`` says so.
     """
 
     def __init__(self, config: DetectorConfig) -> None:
         super().__init__()
         self.config = config
+        self.input_norm = InputNorm() if config.input_norm == "standardize" else nn.Identity()
         self.backbone = Backbone(config.widths)
         self.neck = Neck(config.widths, config.neck)
         self.heat_head = nn.Sequential(conv_bn_relu(config.neck, config.head), nn.Conv2d(config.head, len(config.classes), 1))
@@ -82,8 +101,12 @@ class DetectorNet(nn.Module):
         nn.init.normal_(self.reg_head[-1].weight, std=1e-3)
         nn.init.zeros_(self.reg_head[-1].bias)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The stride-8 map both heads read, ``(B, neck, H/8, W/8)``."""
+        return self.neck(*self.backbone(self.input_norm(x)))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.neck(*self.backbone(x))
+        f = self.features(x)
         return self.heat_head(f), self.reg_head(f)
 
 

@@ -130,7 +130,7 @@ class TorchDetector(_DetectorBase):
 
         from foveate.models.detector.model import LOGVAR_MAX, LOGVAR_MIN
 
-        f = self.net.neck(*self.net.backbone(x))
+        f = self.net.features(x)
         heat = self.net.heat_head(f)
         head = self.net.reg_head
         feats = head[0](f)

@@ -9,7 +9,8 @@ Defaults follow the onnxruntime guidance for CPUs: QDQ format, asymmetric u8 act
 symmetric per-channel s8 weights. ``reduce_range="auto"`` uses 7-bit weights only on x86
 without VNNI (:mod:`foveate.models.quant.cpu`); ``u8u8=True`` (unsigned weights, no
 saturating u8×s8 pairs) is the other fix there, at full 8-bit weight resolution. Nodes that must stay in float are kept out:
-every node named ``/decode/...`` (the detector's decoding, sigmoid included), any
+every node named ``/decode/...`` (the detector's decoding, sigmoid included) or
+``.../input_norm/...`` (its per-view input standardization), any
 Sigmoid/Softmax producing a graph output, plus ``exclude`` by name.
 
 ``weight_bits=4`` gives W4A8: 4-bit symmetric per-channel weights (``com.microsoft`` 4-bit
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 
 METADATA_KEY = "foveate_quant"
 CALIB_METHODS = ("minmax", "percentile", "entropy")
-FLOAT_PREFIXES = ("/decode/",)  # node-name prefixes that always stay in float
+INPUT_NORM_PREFIXES = ("/net/input_norm/", "/input_norm/")  # the detector's per-view input standardization
+FLOAT_PREFIXES = ("/decode/", *INPUT_NORM_PREFIXES)  # node-name prefixes that always stay in float
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,12 @@ def float_nodes(proto: onnx.ModelProto, extra: Iterable[str] = (), heads: bool =
 
 
 def input_convs(proto: onnx.ModelProto, exclude: Iterable[str] = ()) -> dict[str, int]:
-    """Weight initialiser name -> output channels of every Conv that reads the model's input."""
+    """Weight initialiser name -> output channels of every Conv that reads the model's input
+    (directly, or through the float input-standardization nodes)."""
     inputs = {i.name for i in proto.graph.input}
+    for n in proto.graph.node:  # nodes are stored in topological order
+        if n.name.startswith(INPUT_NORM_PREFIXES) and any(i in inputs for i in n.input):
+            inputs.update(n.output)
     inits = {i.name: list(i.dims) for i in proto.graph.initializer}
     skip = set(exclude)
     return {n.input[1]: inits[n.input[1]][0] for n in proto.graph.node

@@ -108,3 +108,17 @@ def test_fused_kernels_agree_with_reference_arithmetic(tiny):
     res = kernel_agreement(q, xs[6:])
     assert res["ok"], res
     assert json.dumps(res)
+
+
+def test_detector_input_standardization_stays_float_and_its_first_conv_keeps_8_bits(tmp_path):
+    from foveate.models.detector.config import DetectorConfig
+    from foveate.models.detector.export import export_onnx
+    from foveate.models.detector.model import DetectorNet
+    from foveate.models.quant.ptq import input_convs
+
+    proto = export_onnx(DetectorNet(DetectorConfig(input_size=(64, 64), widths=(4, 8, 8, 8, 8), neck=8, head=8)).eval())
+    norm = {n.name for n in proto.graph.node if n.name.startswith("/net/input_norm/")}
+    assert {"/net/input_norm/ReduceMean", "/net/input_norm/Div"} <= norm
+    assert norm <= set(float_nodes(proto))
+    stem = next(n for n in proto.graph.node if n.op_type == "Conv").input[1]
+    assert input_convs(proto) == {stem: 4}  # reads the input through the float standardization

@@ -26,6 +26,7 @@ def net():
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
         n.heat_head[-1].bias.fill_(0.0)
+        n.heat_head[-1].weight.mul_(30.0)  # spread the scores: near-equal neighbours would make peak tests flaky
     return n.eval()
 
 
@@ -37,6 +38,27 @@ def test_config_checks_and_round_trip():
         DetectorConfig(input_size=(100, 64))
     with pytest.raises(ConfigError, match="unknown key 'colour'"):
         DetectorConfig.from_dict({"colour": 1})
+    with pytest.raises(ConfigError, match="input_norm 'p99'"):
+        DetectorConfig(input_norm="p99")
+    # files written before input_norm existed hold networks trained on raw grey levels
+    old = cfg.to_json().replace(', "input_norm": "standardize"', "")
+    assert "input_norm" not in old and DetectorConfig.from_json(old).input_norm == "none"
+    assert DetectorConfig().input_norm == "standardize"
+
+
+def test_standardized_input_ignores_gain_and_offset_of_the_view(net):
+    x = torch.from_numpy(np.random.default_rng(1).random((1, 1, 64, 96), dtype=np.float32))
+    dim = 0.02 + 0.2 * x  # a dark, low-contrast exposure of the same view
+    with torch.no_grad():
+        (h, r), (hd, rd) = net(x), net(dim)
+    np.testing.assert_allclose(hd.numpy(), h.numpy(), atol=1e-4)
+    np.testing.assert_allclose(rd.numpy(), r.numpy(), atol=1e-4)
+    raw = DetectorNet(DetectorConfig(**SMALL, input_norm="none")).eval()
+    with torch.no_grad():
+        assert not np.allclose(raw(dim)[0].numpy(), raw(x)[0].numpy(), atol=1e-3)
+    flat = torch.full((1, 1, 64, 96), 0.3)  # std below the floor: no division by ~0
+    with torch.no_grad():
+        assert all(torch.isfinite(t).all() for t in net(flat + 1e-4 * x))
 
 
 def test_encoded_targets_decode_back_to_the_box():
@@ -115,7 +137,7 @@ def test_onnx_export_matches_pytorch_and_marks_decode_nodes(net, tmp_path):
     proto = export_onnx(net, path)
     names = decode_node_names(proto)
     assert any("TopK" in n for n in names) and not any("Conv" in n for n in names)
-    conv_ops = {n.op_type for n in proto.graph.node if not n.name.startswith("/decode/")}
+    conv_ops = {n.op_type for n in proto.graph.node if not n.name.startswith(("/decode/", "/net/input_norm/"))}
     assert conv_ops <= {"Conv", "Relu", "Add", "Resize", "BatchNormalization", "Constant", "Identity"}
     x = np.random.default_rng(0).random((2, 1, 64, 96), dtype=np.float32)
     with torch.no_grad():
