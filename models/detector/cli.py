@@ -45,7 +45,7 @@ def add_train_arguments(p) -> None:
     p.add_argument("--test-views", type=int, default=d.test_views, metavar="N", help=f"default {d.test_views}")
     p.add_argument("--input-size", type=int, default=256, metavar="PX", help="square input size, multiple of 32 (default 256)")
     p.add_argument("--input-norm", choices=INPUT_NORMS, default=DetectorConfig.input_norm,
-                   help="first step of the network: standardize each view's grey levels (default), or none")
+                   help="first step of the network: standardize each view's grey levels, or none (default)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
     p.add_argument("--data-workers", type=int, default=2, metavar="N",
                    help="processes rendering twin views that are not cached yet (same views for any N; default 2)")
@@ -95,7 +95,7 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--out", type=Path, default=Path("out/eval/detector"), metavar="DIR",
                    help="metrics.json and reliability.png go here (default out/eval/detector)")
     p.add_argument("--input-norm", choices=INPUT_NORMS, default=DetectorConfig.input_norm,
-                   help="first step of the network: standardize each view's grey levels (default), or none")
+                   help="first step of the network: standardize each view's grey levels, or none (default)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the metrics to FILE")

@@ -33,7 +33,8 @@ class DetectorConfig:
     mean grey level and divides by its standard deviation (floored at ``NORM_STD_FLOOR``),
     so a dark short-exposure view reaches the first convolution with the contrast of a
     bright one; ``"none"`` feeds the [0, 1] grey levels as they are (weights made before
-    the option existed, whose files carry no ``input_norm``).
+    the option existed, whose files carry no ``input_norm``; the default, because
+    standardizing gave no measurable gain: docs/detector.md).
 
     ``centre_var_scale`` and ``size_var_scale`` multiply the predicted variances;
     they are fitted on a held-out calibration split after training
@@ -47,7 +48,7 @@ class DetectorConfig:
     head: int = 64
     dropout: float = 0.1  # before the regression head; MC-dropout samples it at test time
     max_detections: int = 64
-    input_norm: str = "standardize"
+    input_norm: str = "none"
     centre_var_scale: float = 1.0
     size_var_scale: float = 1.0
     stride: int = field(default=8, init=False)

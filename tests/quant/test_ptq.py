@@ -116,7 +116,8 @@ def test_detector_input_standardization_stays_float_and_its_first_conv_keeps_8_b
     from foveate.models.detector.model import DetectorNet
     from foveate.models.quant.ptq import input_convs
 
-    proto = export_onnx(DetectorNet(DetectorConfig(input_size=(64, 64), widths=(4, 8, 8, 8, 8), neck=8, head=8)).eval())
+    proto = export_onnx(DetectorNet(DetectorConfig(input_size=(64, 64), widths=(4, 8, 8, 8, 8), neck=8, head=8,
+                                                   input_norm="standardize")).eval())
     norm = {n.name for n in proto.graph.node if n.name.startswith("/net/input_norm/")}
     assert {"/net/input_norm/ReduceMean", "/net/input_norm/Div"} <= norm
     assert norm <= set(float_nodes(proto))
