@@ -94,8 +94,6 @@ def add_eval_arguments(p) -> None:
                    help="MC-dropout samples added to the predicted variance (PyTorch only; default 1 = off)")
     p.add_argument("--out", type=Path, default=Path("out/eval/detector"), metavar="DIR",
                    help="metrics.json and reliability.png go here (default out/eval/detector)")
-    p.add_argument("--input-norm", choices=INPUT_NORMS, default=DetectorConfig.input_norm,
-                   help="first step of the network: standardize each view's grey levels, or none (default)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the metrics to FILE")
@@ -126,3 +124,7 @@ def _print_metrics(m: dict, title: str) -> None:
               f"per axis {c['centre_per_axis_1sigma']:.3f} / {c['centre_per_axis_2sigma']:.3f}; "
               f"Mahalanobis r<=1 / r<=2 {c['centre_mahalanobis_r1']:.3f} / {c['centre_mahalanobis_r2']:.3f}")
         print(f"  centre RMSE {c['centre_rmse_px']:.2f} px, median predicted sigma {c['centre_median_sigma_px']:.2f} px")
+    if m.get("recall_by_brightness"):
+        bands = [f"{b['p99_from']}-{b['p99_to']}: {b['recall']:.2f} of {b['targets']}"
+                 for b in m["recall_by_brightness"] if b["targets"]]
+        print(f"  recall at score 0.3, IoU 0.5, by view brightness (99th grey-level percentile): {'; '.join(bands)}")

@@ -190,6 +190,33 @@ def residuals(pred: Predictions, views: ViewSet, n_classes: int, min_score: floa
                      np.asarray(lerr).reshape(-1, 2), np.asarray(lvar).reshape(-1, 2), np.asarray(cls, int))
 
 
+BRIGHTNESS_BANDS = (0, 40, 80, 120, 180, 256)  # edges of a view's 99th grey-level percentile
+
+
+def recall_by_brightness(pred: Predictions, views: ViewSet, n_classes: int, min_score: float = OPERATING_SCORE) -> list[dict]:
+    """Recall at the operating point (IoU 0.5, ``score >= min_score``) by view brightness.
+
+    A view's brightness is its 99th grey-level percentile; short exposures of dark scenes
+    sit in the lowest bands. Says whether misses gather in dim views.
+    """
+    keep = pred.score >= min_score
+    sub = Predictions(*(getattr(pred, k)[keep] for k in ("view", "cls", "score", "box", "centre", "cov", "size",
+                                                          "size_var")))
+    found = np.zeros(len(views), int)
+    for c in range(n_classes):
+        for d, _ in _match(sub, views, c, 0.5)[4]:
+            found[int(sub.view[d])] += 1
+    n_gt = np.array([int((~ignored(b, vis)).sum()) for b, _, vis in (views.targets(i) for i in range(len(views)))])
+    p99 = np.percentile(views.images.reshape(len(views), -1), 99, axis=1)
+    out = []
+    for lo, hi in zip(BRIGHTNESS_BANDS[:-1], BRIGHTNESS_BANDS[1:]):
+        m = (p99 >= lo) & (p99 < hi)
+        t = int(n_gt[m].sum())
+        out.append({"p99_from": lo, "p99_to": hi, "views": int(m.sum()), "targets": t,
+                    "recall": round(float(found[m].sum() / t), 4) if t else None})
+    return out
+
+
 def coverage(res: Residuals) -> dict:
     """Coverage of true centres (and sizes) by the predicted Gaussians; see the module docstring."""
     if len(res.err) == 0:
@@ -304,6 +331,7 @@ def evaluate(detector, views: ViewSet, out_dir: Path | None = None, progress: bo
     metrics = {"n_views": len(views), "n_gt": int(sum((~ignored(*views.targets(i)[::2])).sum()
                                                       for i in range(len(views)))),
                "box_source": views.box_source, **mean_ap(pred, views, n_classes)}
+    metrics["recall_by_brightness"] = recall_by_brightness(pred, views, n_classes)
     res = residuals(pred, views, n_classes)
     metrics["calibration"] = coverage(res)
     if out_dir is not None:

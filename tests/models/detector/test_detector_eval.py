@@ -7,7 +7,7 @@ from scipy import stats
 from foveate.models.detector.data import ViewSet
 from foveate.models.detector.evaluate import (P1, P2, R2_1, R2_2, Predictions, Residuals, average_precision,
                                               coverage, fit_variance_scales, iou_matrix, mean_ap,
-                                              reliability_plot, residuals)
+                                              recall_by_brightness, reliability_plot, residuals)
 
 
 def _views(gt_per_view):
@@ -55,6 +55,21 @@ def test_map_perfect_wrong_class_and_ignored_boxes():
     gt_ign = [[(0, (10, 10, 30, 50), 1.0), (0, (60, 10, 80, 50), 0.1)]]
     m = mean_ap(_pred([(0, 0, 0.9, (60, 10, 80, 50)), (0, 0, 0.8, (10, 10, 30, 50))]), _views(gt_ign), 1)
     assert m["map50"] == pytest.approx(1.0)
+
+
+def test_recall_by_brightness_counts_found_targets_per_band_of_view_brightness():
+    gt = [[(0, (10, 10, 30, 50), 1.0), (1, (40, 40, 90, 70), 1.0)], [(0, (5, 5, 25, 45), 1.0)],
+          [(0, (5, 5, 25, 45), 0.1)]]
+    views = _views(gt)
+    views.images[0] = 20   # dim view: one of its two targets found
+    views.images[1] = 200  # bright view: its target found
+    views.images[2] = 200  # a hidden target is not asked for
+    pred = _pred([(0, 0, 0.9, (10, 10, 30, 50)), (0, 1, 0.2, (40, 40, 90, 70)), (1, 0, 0.5, (5, 5, 25, 45)),
+                  (2, 0, 0.9, (5, 5, 25, 45))])
+    bands = {b["p99_from"]: b for b in recall_by_brightness(pred, views, 2)}
+    assert bands[0]["views"] == 1 and bands[0]["targets"] == 2 and bands[0]["recall"] == pytest.approx(0.5)
+    assert bands[180]["views"] == 2 and bands[180]["targets"] == 1 and bands[180]["recall"] == pytest.approx(1.0)
+    assert bands[40]["targets"] == 0 and bands[40]["recall"] is None
 
 
 def test_coverage_of_a_calibrated_gaussian_and_scale_fit(tmp_path):
