@@ -32,8 +32,8 @@ class PPMSettings(_Strict):
     source: Literal["auto", "events", "frames"] = "auto"
     prior: dict[str, dict[str, float]] = Field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_PRIOR.items()},
                                                description="F(class, target): target -> {segmentation class: weight}")
-    visit_floor: float = Field(0.1, ge=0, le=1, description="map weight left in a region just searched")
-    visit_return_s: float = Field(0.4, gt=0, description="time constant of mass returning to a searched region")
+    visit_floor: float = Field(0.05, ge=0, le=1, description="map weight left in a region just searched")
+    visit_return_s: float = Field(1.5, gt=0, description="time constant of mass returning to a searched region")
     track_explain: float = Field(0.95, ge=0, le=1, description="share of map mass a confirmed track explains")
     evidence_weight: float = Field(0.5, ge=0, description="peak weight of a tentative/lost track's Gaussian evidence")
 
@@ -42,7 +42,7 @@ class PlannerSettings(_Strict):
     batch_views: int = Field(12, ge=1, description="views planned per round")
     replan_after: int = Field(4, ge=1, description="replan after this many views or on new information")
     sampling: Literal["sample", "greedy"] = "sample"
-    sharpness: float = Field(4.0, gt=0, description="views are drawn with probability ~ mass^sharpness")
+    sharpness: float = Field(2.0, gt=0, description="views are drawn with probability ~ mass^sharpness")
     min_value_frac: float = Field(0.1, ge=0, lt=1, description="candidates worth less than this share of the best are not drawn")
     explore_min_value: float = Field(0.3, ge=0, description="below this footprint mass, spare views revisit tracks instead")
     min_revisit_gap_s: float = Field(0.05, ge=0, description="spare revisits skip tracks looked at more recently")

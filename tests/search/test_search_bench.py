@@ -34,6 +34,18 @@ def test_a_timed_run_reports_frames_wall_and_cpu():
 
 
 
+def test_recall_pools_targets_over_runs_not_run_shares():
+    def run(rows):
+        return {"evaluation": {"recall_over_time": rows}}
+
+    a = run([[0.5, 0.5, 0.25, 4], [1.0, 0.75, 0.5, 4], [1.5, 1.0, 1.0, 4]])  # 3 of 4 found by 1 s
+    b = run([[0.4, 1.0, 1.0, 16], [1.2, 1.0, 1.0, 16]])  # 16 of 16 by 1 s (row at 0.4 s)
+    assert bench.pooled_recall([a]) == pytest.approx(0.75)
+    assert bench.pooled_recall([a, b]) == pytest.approx(19 / 20)  # not the mean of shares, 0.875
+    assert bench.pooled_recall([a, b], 2.0, which=2) == pytest.approx(1.0)
+    assert bench.pooled_recall([run([[1.5, 0.0, 0.0, 3]])]) == 1.0  # nothing visible yet at 1 s
+
+
 @pytest.mark.slow
 def test_warm_up_builds_the_twin_caches_before_the_timed_run():
     from foveate.system.rig import Rig
