@@ -37,7 +37,7 @@ def shipped_weights(suffix: str = ".pt") -> Path:
 class DataPlan:
     """Sizes and seed of the three splits (each split's world seeds are disjoint)."""
 
-    train_views: int = 19200
+    train_views: int = 38400
     calib_views: int = 400
     test_views: int = 800
     data_seed: int = 0
