@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,11 @@ class Predictions:
         shapes = {"box": (-1, 4), "centre": (-1, 2), "cov": (-1, 2, 2), "size": (-1, 2), "size_var": (-1, 2)}
         return cls(**{k: np.asarray(v, np.float64).reshape(shapes.get(k, (-1,))) for k, v in rows.items()})
 
+    def above(self, min_score: float) -> "Predictions":
+        """The detections scoring at least ``min_score`` (an operating point)."""
+        keep = self.score >= min_score
+        return Predictions(*(getattr(self, f.name)[keep] for f in fields(self)))
+
 
 def _match(pred: Predictions, views: ViewSet, c: int, thr: float):
     """Greedy COCO matching for class ``c`` at IoU ``thr``: (scores, tp flags, kept flags, n_gt, matched pairs)."""
@@ -172,9 +177,7 @@ class Residuals:
 
 
 def residuals(pred: Predictions, views: ViewSet, n_classes: int, min_score: float = OPERATING_SCORE) -> Residuals:
-    keep = pred.score >= min_score
-    sub = Predictions(*(getattr(pred, k)[keep] for k in ("view", "cls", "score", "box", "centre", "cov", "size",
-                                                          "size_var")))
+    sub = pred.above(min_score)
     err, cov, lerr, lvar, cls = [], [], [], [], []
     for c in range(n_classes):
         _, _, _, _, pairs = _match(sub, views, c, 0.5)
@@ -199,9 +202,7 @@ def recall_by_brightness(pred: Predictions, views: ViewSet, n_classes: int, min_
     A view's brightness is its 99th grey-level percentile; short exposures of dark scenes
     sit in the lowest bands. Says whether misses gather in dim views.
     """
-    keep = pred.score >= min_score
-    sub = Predictions(*(getattr(pred, k)[keep] for k in ("view", "cls", "score", "box", "centre", "cov", "size",
-                                                          "size_var")))
+    sub = pred.above(min_score)
     found = np.zeros(len(views), int)
     for c in range(n_classes):
         for d, _ in _match(sub, views, c, 0.5)[4]:
