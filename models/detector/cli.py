@@ -44,6 +44,11 @@ def add_train_arguments(p) -> None:
     p.add_argument("--calib-views", type=int, default=d.calib_views, metavar="N", help=f"default {d.calib_views}")
     p.add_argument("--test-views", type=int, default=d.test_views, metavar="N", help=f"default {d.test_views}")
     p.add_argument("--input-size", type=int, default=256, metavar="PX", help="square input size, multiple of 32 (default 256)")
+    c = DetectorConfig()
+    p.add_argument("--widths", default=",".join(map(str, c.widths)), metavar="C1,...,C5",
+                   help=f"channels of the five backbone stages (default {','.join(map(str, c.widths))})")
+    p.add_argument("--neck", type=int, default=c.neck, metavar="C", help=f"channels of the stride-8 map (default {c.neck})")
+    p.add_argument("--head", type=int, default=c.head, metavar="C", help=f"channels of the heads' 3x3 convs (default {c.head})")
     p.add_argument("--input-norm", choices=INPUT_NORMS, default=DetectorConfig.input_norm,
                    help="first step of the network: standardize each view's grey levels, or none (default)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
@@ -63,7 +68,14 @@ def run_train(args) -> int:
     for name in ("epochs", "batch_size", "threads", "train_views", "calib_views", "test_views", "data_workers"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    config = DetectorConfig(input_size=(args.input_size, args.input_size), input_norm=args.input_norm)
+    try:
+        widths = tuple(int(v) for v in str(args.widths).split(","))
+    except ValueError:
+        raise ConfigError(f"--widths {args.widths!r}: expected five comma-separated channel counts, e.g. 16,24,48,64,96") from None
+    if args.neck <= 0 or args.head <= 0:
+        raise ConfigError(f"--neck {args.neck} / --head {args.head}: expected positive channel counts")
+    config = DetectorConfig(input_size=(args.input_size, args.input_size), input_norm=args.input_norm,
+                            widths=widths, neck=args.neck, head=args.head)
     plan = DataPlan(args.train_views, args.calib_views, args.test_views, args.data_seed, args.input_size)
     from foveate.models.torch_device import resolve_device
 

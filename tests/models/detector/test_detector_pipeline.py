@@ -20,9 +20,11 @@ from foveate.tools.cli import main
 def test_train_then_eval_smoke(tmp_path, capsys):
     out, cache = tmp_path / "run", tmp_path / "cache"
     args = ["train", "detector", "--out", str(out), "--epochs", "1", "--batch-size", "4", "--train-views", "12",
-            "--calib-views", "8", "--test-views", "8", "--input-size", "64", "--cache", str(cache), "--no-progress"]
+            "--calib-views", "8", "--test-views", "8", "--input-size", "64", "--cache", str(cache), "--no-progress",
+            "--widths", "4,8,8,8,12", "--neck", "8", "--head", "8"]
     assert main(args) == 0
     card = json.loads((out / "detector.card.json").read_text())
+    assert card["config"]["widths"] == [4, 8, 8, 8, 12] and card["config"]["neck"] == card["config"]["head"] == 8
     assert card["command"].startswith("foveate train detector") or card["command"].startswith("foveate ")
     assert card["data"]["test_spec"]["n_views"] == 8 and card["training"]["epochs"] == 1
     for name in ("detector.pt", "detector.onnx", "last.pt", "test_torch/metrics.json"):
@@ -36,6 +38,17 @@ def test_train_then_eval_smoke(tmp_path, capsys):
         m = json.loads(js.read_text())
         assert m["map50"] == pytest.approx(card[key]["map50"]) and m["n_gt"] == card[key]["n_gt"]
     assert "mAP@0.5" in capsys.readouterr().out
+
+
+def test_bad_network_shape_arguments_are_clear_errors(tmp_path, capsys):
+    base = ["train", "detector", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(base + ["--widths", "16,24,x"]) == 2
+    assert "--widths '16,24,x': expected five comma-separated channel counts" in capsys.readouterr().err
+    assert main(base + ["--widths", "16,24,48"]) == 2
+    assert "widths (16, 24, 48): expected 5 positive channel counts" in capsys.readouterr().err
+    assert main(base + ["--head", "0"]) == 2
+    assert "expected positive channel counts" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before any rendering or training
 
 
 def test_eval_without_a_card_is_a_clear_error(tmp_path, capsys):
