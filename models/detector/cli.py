@@ -72,8 +72,6 @@ def run_train(args) -> int:
         widths = tuple(int(v) for v in str(args.widths).split(","))
     except ValueError:
         raise ConfigError(f"--widths {args.widths!r}: expected five comma-separated channel counts, e.g. 16,24,48,64,96") from None
-    if args.neck <= 0 or args.head <= 0:
-        raise ConfigError(f"--neck {args.neck} / --head {args.head}: expected positive channel counts")
     config = DetectorConfig(input_size=(args.input_size, args.input_size), input_norm=args.input_norm,
                             widths=widths, neck=args.neck, head=args.head)
     plan = DataPlan(args.train_views, args.calib_views, args.test_views, args.data_seed, args.input_size)

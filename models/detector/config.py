@@ -62,6 +62,8 @@ class DetectorConfig:
             raise ConfigError(f"detector config: input_size {self.input_size}: expected (height, width), multiples of 32")
         if len(self.widths) != 5 or min(self.widths) <= 0:
             raise ConfigError(f"detector config: widths {self.widths}: expected 5 positive channel counts")
+        if self.neck <= 0 or self.head <= 0:
+            raise ConfigError(f"detector config: neck {self.neck} / head {self.head}: expected positive channel counts")
         if not self.classes:
             raise ConfigError("detector config: classes: expected at least one class name")
         if not 0.0 <= self.dropout < 1.0:

@@ -58,6 +58,11 @@ def ignored(boxes: np.ndarray, visible: np.ndarray) -> np.ndarray:
     return (side < MIN_SIDE_PX) | (visible < MIN_VISIBLE)
 
 
+def targets_per_view(views: ViewSet) -> np.ndarray:
+    """Number of ground-truth boxes each view asks for (not ignored), ``(len(views),)``."""
+    return np.array([int((~ignored(b, vis)).sum()) for b, _, vis in (views.targets(i) for i in range(len(views)))])
+
+
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     """COCO 101-point interpolated AP."""
     if len(recall) == 0:
@@ -207,7 +212,7 @@ def recall_by_brightness(pred: Predictions, views: ViewSet, n_classes: int, min_
     for c in range(n_classes):
         for d, _ in _match(sub, views, c, 0.5)[4]:
             found[int(sub.view[d])] += 1
-    n_gt = np.array([int((~ignored(b, vis)).sum()) for b, _, vis in (views.targets(i) for i in range(len(views)))])
+    n_gt = targets_per_view(views)
     p99 = np.percentile(views.images.reshape(len(views), -1), 99, axis=1)
     out = []
     for lo, hi in zip(BRIGHTNESS_BANDS[:-1], BRIGHTNESS_BANDS[1:]):
@@ -329,8 +334,7 @@ def evaluate(detector, views: ViewSet, out_dir: Path | None = None, progress: bo
     ``metrics.json`` and ``reliability.png`` to ``out_dir`` when given."""
     n_classes = len(detector.classes)
     pred = Predictions.collect(detector, views, progress=progress)
-    metrics = {"n_views": len(views), "n_gt": int(sum((~ignored(*views.targets(i)[::2])).sum()
-                                                      for i in range(len(views)))),
+    metrics = {"n_views": len(views), "n_gt": int(targets_per_view(views).sum()),
                "box_source": views.box_source, **mean_ap(pred, views, n_classes)}
     metrics["recall_by_brightness"] = recall_by_brightness(pred, views, n_classes)
     res = residuals(pred, views, n_classes)
