@@ -35,3 +35,15 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     """An integer >= 0."""
     return _number(text, int, "an integer >= 0", lambda v: v >= 0)
+
+
+def size_hw(text: str) -> tuple[int, int]:
+    """``HxW`` (e.g. ``200x352``): a network input size, both multiples of 8 (the encoder halves it three times)."""
+    parts = text.lower().split("x")
+    try:
+        h, w = (int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 200x352, got {text!r}") from None
+    if h < 8 or w < 8 or h % 8 or w % 8:
+        raise argparse.ArgumentTypeError(f"expected HxW with both multiples of 8, got {text!r}")
+    return h, w

@@ -54,3 +54,50 @@ class ConfusionMatrix:
 
 def _ratios(names, num: np.ndarray, den: np.ndarray) -> dict:
     return {n: (float(a / b) if b else None) for n, a, b in zip(names, num, den)}
+
+
+GRID_ROUND_TRIPS = ("majority", "bilinear")
+
+
+def grid_round_trip(labels: np.ndarray, factor: int, num_classes: int, mode: str = "bilinear") -> np.ndarray:
+    """The label map ``(H, W)`` as a classifier deciding on a grid ``factor`` times coarser could at best draw it.
+
+    Both modes start from each class's share of the labelled pixels in every grid cell (ignored
+    pixels, 255, have no share and stay ignored). ``majority``: every cell takes its most common
+    class. ``bilinear``: the shares are resized bilinearly back to ``(H, W)`` and arg-maxed per
+    pixel, as SLTNet's last bilinear resize does to its half-resolution features.
+    """
+    import cv2
+
+    lab = np.asarray(labels, np.uint8)
+    h, w = lab.shape
+    gh, gw = max(1, h // factor), max(1, w // factor)
+    onehot = np.stack([(lab == k).astype(np.float32) for k in range(num_classes)], -1)
+    shares = cv2.resize(onehot, (gw, gh), interpolation=cv2.INTER_AREA).reshape(gh, gw, num_classes)
+    if mode == "majority":
+        out = cv2.resize(shares.argmax(-1).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    elif mode == "bilinear":
+        out = cv2.resize(shares, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, num_classes).argmax(-1)
+    else:
+        raise ValueError(f"grid round trip '{mode}' unknown (expected one of {GRID_ROUND_TRIPS})")
+    out = out.astype(np.uint8)
+    out[lab == IGNORE_INDEX] = IGNORE_INDEX
+    return out
+
+
+def grid_round_trip_scores(labels, num_classes: int, factor: int = 2,
+                           class_names: tuple[str, ...] | None = None) -> dict:
+    """Scores of the labels themselves after each :data:`GRID_ROUND_TRIPS` through a ``factor`` coarser grid.
+
+    ``labels`` iterates over ``(H, W)`` maps. How much of each class survives being drawn on the
+    grid from per-cell class shares: a measure of how small a split's objects are next to a
+    network's decision grid. Not a bound on a network: its features can place a boundary between
+    grid points (SLTNet's last LIF fires per full-resolution pixel).
+    """
+    if factor < 1:
+        raise ValueError(f"grid factor {factor}: expected >= 1")
+    mats = {mode: ConfusionMatrix(num_classes) for mode in GRID_ROUND_TRIPS}
+    for lab in labels:
+        for mode, cm in mats.items():
+            cm.update(grid_round_trip(lab, factor, num_classes, mode), lab)
+    return {mode: cm.summary(class_names) for mode, cm in mats.items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from foveate.tools.argtypes import positive_int, size_hw
+
 NAME = "eval"
 HELP = "evaluate a model (sltnet, detector): mIoU, per-class IoU, pixel accuracy; --report, --energy"
 DESCRIPTION = (
@@ -38,6 +40,16 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--energy-windows", type=int, default=32, metavar="N", help="windows for --energy (default 32)")
     p.add_argument("--twin-seed", type=int, default=None,
                    help="seed of the generated twin data (default: the data the weights' card names, else 0)")
+    p.add_argument("--grid-round-trip", action="store_true",
+                   help="score the split's labels themselves after a round trip through a grid --grid-factor "
+                        "times coarser than the input: how small the split's objects are next to the network's "
+                        "decision grid (no network runs)")
+    p.add_argument("--grid-factor", type=positive_int, default=2, metavar="F",
+                   help="for --grid-round-trip: the decision grid is F times coarser than the input "
+                        "(default 2: SLTNet's decoder ends at half resolution)")
+    p.add_argument("--input-size", type=size_hw, default=None, metavar="HxW",
+                   help="for --grid-round-trip: labels at this input size instead of the weights' "
+                        "(e.g. 240x320, the twin sensor's own)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
     p.add_argument("--no-progress", action="store_true")
 
@@ -78,9 +90,15 @@ def _run_sltnet(args) -> int:
         if not args.report:
             raise ConfigError("give --data twin|FOLDER to evaluate (or --report for the faithfulness check)")
     else:
+        if args.grid_round_trip and args.energy:
+            raise ConfigError("--grid-round-trip scores the labels, --energy the network: give one of them")
+        if args.input_size and not args.grid_round_trip:
+            raise ConfigError("--input-size goes with --grid-round-trip (trained weights have their own input size)")
         weights = args.weights or default_weights()
         runner = load_runner(weights, args.runtime, args.threads)
         config = runner.config
+        if args.input_size:
+            config = config.with_(height=args.input_size[0], width=args.input_size[1])
         spec = None
         if args.data == "twin":
             from foveate.models.sltnet.twin_data import TwinDataSpec
@@ -92,6 +110,11 @@ def _run_sltnet(args) -> int:
                     spec = TwinDataSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
         dataset = open_split(config, args.data, args.split, spec, progress=not args.no_progress,
                              workers=args.data_workers)
+        if args.grid_round_trip:
+            results["grid_round_trip"] = _print_grid_round_trip(dataset, config, args)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=1))
+            return 0
         metrics = evaluate(runner.predict, dataset, config.classes, args.batch_size, not args.no_progress)
         results["metrics"] = metrics
         print(f"SLTNet/{config.name} on {args.data} ({args.split}, {metrics['windows']} windows, {args.runtime}):")
@@ -116,3 +139,22 @@ def _run_sltnet(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def _print_grid_round_trip(dataset, config, args) -> dict:
+    from foveate.models.sltnet.metrics import GRID_ROUND_TRIPS, grid_round_trip_scores
+
+    f = args.grid_factor
+    res = grid_round_trip_scores((dataset[i][1] for i in range(len(dataset))), config.num_classes, f, config.classes)
+    print(f"Label round trip through a {config.height // f}x{config.width // f} grid (1/{f} of the "
+          f"{config.height}x{config.width} input), {args.data} {args.split}, {len(dataset)} windows:")
+    print(f"  {'class':<18} " + "  ".join(f"{m:>8}" for m in GRID_ROUND_TRIPS))
+    for name in config.classes:
+        row = [res[m]["per_class_iou"][name] for m in GRID_ROUND_TRIPS]
+        print(f"  {name:<18} " + "  ".join("       -" if v is None else f"{v:8.4f}" for v in row))
+    print(f"  {'mIoU':<18} " + "  ".join(f"{res[m]['miou']:8.4f}" for m in GRID_ROUND_TRIPS))
+    print("  (majority: each grid cell takes its most common class; bilinear: class shares per cell resized back "
+          "bilinearly, as SLTNet's last resize does. Not a bound on a network: its features can place a boundary "
+          "between grid points.)")
+    return {"grid_factor": f, "grid": [config.height // f, config.width // f], "windows": len(dataset),
+            **{m: {k: res[m][k] for k in ("miou", "per_class_iou")} for m in GRID_ROUND_TRIPS}}

@@ -6,6 +6,8 @@ import json
 import shlex
 from pathlib import Path
 
+from foveate.tools.argtypes import size_hw
+
 NAME = "train"
 HELP = "train a model (sltnet, detector) with checkpoints, resume and a progress bar"
 DESCRIPTION = (
@@ -34,7 +36,7 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1234, help="training seed (init, shuffling, flips)")
     p.add_argument("--time-steps", type=int, default=None, metavar="T", help="override the config's T")
-    p.add_argument("--input-size", default=None, metavar="HxW", help="override the config's input size (multiples of 8)")
+    p.add_argument("--input-size", type=size_hw, default=None, metavar="HxW", help="override the config's input size (multiples of 8)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu (default), cuda, cuda:N")
     p.add_argument("--data-workers", type=int, default=2, metavar="N",
@@ -74,7 +76,7 @@ def command_line(args) -> str:
              "--seed", str(args.seed), "--threads", str(args.threads)]
     if args.device != "cpu":
         parts += ["--device", args.device]
-    for flag, value in (("--time-steps", args.time_steps), ("--input-size", args.input_size),
+    for flag, value in (("--time-steps", args.time_steps), ("--input-size", "x".join(map(str, args.input_size)) if args.input_size else None),
                         ("--twin-seed", args.twin_seed if args.data == "twin" else None),
                         ("--twin-train-sequences", args.twin_train_sequences),
                         ("--twin-val-sequences", args.twin_val_sequences), ("--twin-windows", args.twin_windows),
@@ -110,11 +112,7 @@ def _run_sltnet(args) -> int:
     if args.time_steps:
         config = config.with_(time_steps=args.time_steps)
     if args.input_size:
-        try:
-            h, w = (int(v) for v in args.input_size.lower().split("x"))
-        except ValueError:
-            raise ConfigError(f"--input-size {args.input_size!r}: expected HxW, e.g. 200x352") from None
-        config = config.with_(height=h, width=w)
+        config = config.with_(height=args.input_size[0], width=args.input_size[1])
     out = args.out or Path("out") / "train" / f"sltnet-{config.name}"
     spec = twin_spec_from_args(args) if args.data == "twin" else None
     progress = not args.no_progress

@@ -86,6 +86,33 @@ def test_eval_scores_the_whole_split(trained, tmp_path):
     assert res["energy"]["summary"]["energy_mj"] > 0
 
 
+def test_eval_grid_round_trip_scores_the_labels_on_a_coarser_grid(trained, tmp_path):
+    root, whole, _ = trained
+    assert "--input-size 64x96" in torch.load(str(whole / "last.pt"), weights_only=False)["card"]["training"]["command"]
+    res = {}
+    for f in (1, 4):
+        out = tmp_path / f"round_trip{f}.json"
+        assert main(["eval", "sltnet", "--data", str(root), "--weights", str(whole / "best.pt"), "--grid-round-trip",
+                     "--grid-factor", str(f), "--input-size", "32x48", "--json", str(out), "--no-progress",
+                     "--threads", "1"]) == 0
+        res[f] = json.loads(out.read_text())["grid_round_trip"]
+    assert res[1]["grid"] == [32, 48] and res[4]["grid"] == [8, 12] and res[1]["windows"] == 3
+    assert res[1]["majority"]["miou"] == res[1]["bilinear"]["miou"] == 1.0  # no round trip: the labels themselves
+    # the fixture's masks are one class plus ignored columns: any grid holds them, and ignored pixels never count
+    assert res[4]["majority"]["miou"] == res[4]["bilinear"]["miou"] == 1.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--input-size", "32x48"], "--input-size goes with --grid-round-trip"),
+    (["--grid-round-trip", "--energy"], "give one of them"),
+])
+def test_eval_grid_round_trip_refuses_options_that_do_not_go_with_it(trained, capsys, extra, message):
+    root, whole, _ = trained
+    assert main(["eval", "sltnet", "--data", str(root), "--weights", str(whole / "best.pt"), "--no-progress",
+                 *extra]) != 0
+    assert message in capsys.readouterr().err
+
+
 def _event_file(path, w=346, h=260, seconds=0.12):
     rng = np.random.default_rng(0)
     n = int(seconds * 100_000)

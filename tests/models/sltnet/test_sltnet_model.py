@@ -157,3 +157,25 @@ def test_confusion_matrix_summary_matches_hand_counts():
     assert s["per_class_recall"] == {"a": pytest.approx(2 / 3), "b": pytest.approx(1 / 2), "c": 0.0}
     assert s["per_class_precision"] == {"a": pytest.approx(2 / 3), "b": pytest.approx(1 / 3), "c": None}
     assert s["pixel_accuracy"] == pytest.approx(3 / 6) and s["pixels"] == 6
+
+
+def test_grid_round_trip_keeps_what_the_grid_can_hold_and_loses_the_rest():
+    from foveate.models.sltnet.metrics import grid_round_trip_scores, grid_round_trip
+
+    lab = np.zeros((8, 8), np.uint8)
+    lab[2:4, 4:6] = 5  # a 2x2 block on the 2x grid: representable
+    lab[5, 1] = 4  # one pixel off the grid points: a 2x coarser grid cannot draw it
+    lab[7, 7] = 255
+    for mode in ("majority", "bilinear"):
+        out = grid_round_trip(lab, 1, 6, mode)
+        assert np.array_equal(out, lab)  # factor 1: the labels unchanged
+        out = grid_round_trip(lab, 2, 6, mode)
+        assert out[7, 7] == 255 and np.all(out[2:4, 4:6] == 5) and not np.any(out == 4)
+    res = grid_round_trip_scores([lab, lab], 6, 2, ("a", "b", "c", "d", "human", "vehicle"))
+    for mode in ("majority", "bilinear"):
+        iou = res[mode]["per_class_iou"]
+        assert iou["human"] == 0.0 and iou["b"] is None  # absent from truth and predictions: no IoU
+    assert res["majority"]["per_class_iou"]["vehicle"] == 1.0  # exactly the block, nothing around it
+    assert res["majority"]["per_class_iou"]["a"] == pytest.approx(58 / 59)  # one human pixel became background
+    with pytest.raises(ValueError, match="unknown"):
+        grid_round_trip(lab, 2, 6, "cubic")
