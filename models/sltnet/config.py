@@ -19,6 +19,9 @@ class SLTNetConfig:
     ``height``/``width`` is the network input (multiples of 8: the encoder halves the size
     four times and its skips must line up); ``bins`` is the voxel-grid depth, used as the
     input channels; ``time_steps`` repeats the input over T steps (T=1 in the paper).
+    ``full_res_skip`` (not in the paper; off in every named config) adds the stem's
+    full-resolution spikes, through a 1x1 conv and BN, to the decoder's output before its last
+    LIF, so the classifier does not rest on half-resolution features alone.
     """
 
     name: str
@@ -27,6 +30,7 @@ class SLTNetConfig:
     width: int
     bins: int = 5
     time_steps: int = 1
+    full_res_skip: bool = False
 
     @property
     def num_classes(self) -> int:
@@ -44,11 +48,18 @@ class SLTNetConfig:
     def from_dict(cls, d: dict, source: str = "config") -> "SLTNetConfig":
         try:
             return cls(name=str(d["name"]), classes=tuple(d["classes"]), height=int(d["height"]),
-                       width=int(d["width"]), bins=int(d.get("bins", 5)), time_steps=int(d.get("time_steps", 1)))
+                       width=int(d["width"]), bins=int(d.get("bins", 5)), time_steps=int(d.get("time_steps", 1)),
+                       full_res_skip=_flag(d.get("full_res_skip", False), "full_res_skip"))
         except KeyError as exc:
             raise ConfigError(f"{source}: missing key {exc.args[0]!r} in the SLTNet config") from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: invalid SLTNet config: {exc}") from None
+
+
+def _flag(value, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return value
 
 
 CONFIGS = {

@@ -57,6 +57,8 @@ class SLTNet(nn.Module):
         self.pa = PA(16)
         self.bn_lif_7 = BNLIF(16)
         self.classifier = conv2d(16, k, 1)  # shared by the main and auxiliary heads
+        if cfg.full_res_skip:  # not in the paper: the stem's full-resolution spikes reach the last LIF
+            self.skip0 = ConvBN(32, 16, 1, lif=False)
         self.apply(_init)
 
     def forward(self, x: torch.Tensor, with_aux: bool | None = None):
@@ -65,7 +67,8 @@ class SLTNet(nn.Module):
         elif x.dim() != 5:
             raise ValueError(f"SLTNet expects [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}")
         full = tuple(x.shape[-2:])
-        o0 = self.bn_lif_0(self.stem(x))
+        s0 = self.stem[1](self.stem[0](x))  # full-resolution spikes
+        o0 = self.bn_lif_0(self.stem[2](s0))
         o1 = self.bn_lif_1(self.stage1(self.down1(o0)))
         o2 = self.bn_lif_2(self.stage2(self.down2(o1)))
         o3 = self.bn_lif_3(self.stage3(self.down3(o2)))
@@ -77,7 +80,10 @@ class SLTNet(nn.Module):
         y = self.bn_lif_6(self.up2(y + skip))
         aux = self.classifier(resize_seq(y, full)).mean(0) if (self.training if with_aux is None else with_aux) else None
         y = self.pa(self.up3(self.dec3(y) + self.fe1(self.lc1(o1))))
-        out = self.classifier(self.bn_lif_7(resize_seq(y, full))).mean(0)
+        y = resize_seq(y, full)
+        if self.config.full_res_skip:
+            y = y + self.skip0(s0)
+        out = self.classifier(self.bn_lif_7(y)).mean(0)
         return out if aux is None else (out, aux)
 
 

@@ -36,7 +36,11 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1234, help="training seed (init, shuffling, flips)")
     p.add_argument("--time-steps", type=int, default=None, metavar="T", help="override the config's T")
-    p.add_argument("--input-size", type=size_hw, default=None, metavar="HxW", help="override the config's input size (multiples of 8)")
+    p.add_argument("--input-size", type=size_hw, default=None, metavar="HxW",
+                   help="override the config's input size (multiples of 8)")
+    p.add_argument("--full-res-skip", action="store_true",
+                   help="not in the paper: add the stem's full-resolution spikes to the decoder's output before "
+                        "the last LIF (docs/sltnet.md)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu (default), cuda, cuda:N")
     p.add_argument("--data-workers", type=int, default=2, metavar="N",
@@ -76,13 +80,16 @@ def command_line(args) -> str:
              "--seed", str(args.seed), "--threads", str(args.threads)]
     if args.device != "cpu":
         parts += ["--device", args.device]
-    for flag, value in (("--time-steps", args.time_steps), ("--input-size", "x".join(map(str, args.input_size)) if args.input_size else None),
+    size = "x".join(map(str, args.input_size)) if args.input_size else None
+    for flag, value in (("--time-steps", args.time_steps), ("--input-size", size),
                         ("--twin-seed", args.twin_seed if args.data == "twin" else None),
                         ("--twin-train-sequences", args.twin_train_sequences),
                         ("--twin-val-sequences", args.twin_val_sequences), ("--twin-windows", args.twin_windows),
                         ("--max-batches", args.max_batches)):
         if value is not None:
             parts += [flag, str(value)]
+    if args.full_res_skip:
+        parts.append("--full-res-skip")
     if args.class_balance:
         parts.append("--class-balance")
     return " ".join(shlex.quote(p) for p in parts)
@@ -113,6 +120,8 @@ def _run_sltnet(args) -> int:
         config = config.with_(time_steps=args.time_steps)
     if args.input_size:
         config = config.with_(height=args.input_size[0], width=args.input_size[1])
+    if args.full_res_skip:
+        config = config.with_(full_res_skip=True)
     out = args.out or Path("out") / "train" / f"sltnet-{config.name}"
     spec = twin_spec_from_args(args) if args.data == "twin" else None
     progress = not args.no_progress

@@ -167,3 +167,26 @@ def test_onnx_export_with_more_time_steps(small_cfg, calibrate):
     got = runner.logits(x)
     np.testing.assert_allclose(got, ref, atol=1e-3, rtol=0)
     assert not np.allclose(got, ref1, atol=1e-3)
+
+
+def test_full_res_skip_variant_folds_exports_and_reloads_exactly(small_cfg, calibrate, tmp_path):
+    """The optional full-resolution skip (not in the paper) goes through folding, ONNX and the runners."""
+    import onnxruntime as ort
+
+    cfg = small_cfg.with_(full_res_skip=True)
+    model = calibrate(cfg)
+    x = torch.randn(1, 5, cfg.height, cfg.width, generator=torch.Generator().manual_seed(3))
+    m64 = copy.deepcopy(model).double()
+    with torch.no_grad():
+        lo_ref, sp_ref = with_spikes(model)(x)
+        lo_a, sp_a = with_spikes(m64)(x.double())
+        lo_b, sp_b = with_spikes(fold_for_inference(m64))(x.double())
+    assert torch.equal(sp_a, sp_b) and torch.allclose(lo_a, lo_b, atol=1e-9, rtol=0)  # folding is exact
+    sess = ort.InferenceSession(export_onnx(model, with_spikes=True), providers=["CPUExecutionProvider"])
+    logits, spikes = sess.run(None, {"voxel": x.numpy()})
+    assert (spikes == sp_ref.numpy()).mean() >= 0.999
+    # a last-layer spike that float rounding flips moves its pixel's logits by a weight: allow those few
+    assert np.isclose(logits, lo_ref.numpy(), atol=1e-3, rtol=0).mean() >= 0.995
+    path = tmp_path / "skip.onnx"
+    export_onnx(model, path)
+    assert OnnxRunner(path).config == cfg  # the option travels in the ONNX metadata

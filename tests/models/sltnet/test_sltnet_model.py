@@ -179,3 +179,24 @@ def test_grid_round_trip_keeps_what_the_grid_can_hold_and_loses_the_rest():
     assert res["majority"]["per_class_iou"]["a"] == pytest.approx(58 / 59)  # one human pixel became background
     with pytest.raises(ValueError, match="unknown"):
         grid_round_trip(lab, 2, 6, "cubic")
+
+
+def test_full_res_skip_is_an_option_the_named_configs_leave_off():
+    from foveate.models.sltnet.config import CONFIGS, SLTNetConfig
+    from foveate.models.sltnet.model import SLTNet
+
+    assert not any(c.full_res_skip for c in CONFIGS.values())
+    cfg = CONFIGS["twin"]
+    base = SLTNet(cfg)
+    skip = SLTNet(cfg.with_(full_res_skip=True))
+    assert not hasattr(base, "skip0")
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(skip) - n(base) == 32 * 16 + 2 * 16  # a 1x1 conv 32 -> 16 and its BN
+    skip.eval()
+    with torch.no_grad():
+        assert skip(torch.zeros(1, 5, cfg.height, cfg.width)).shape == (1, 6, cfg.height, cfg.width)
+    d = cfg.with_(full_res_skip=True).as_dict()
+    assert SLTNetConfig.from_dict(d).full_res_skip is True
+    assert SLTNetConfig.from_dict({k: v for k, v in d.items() if k != "full_res_skip"}).full_res_skip is False
+    with pytest.raises(ConfigError, match="full_res_skip must be true or false"):
+        SLTNetConfig.from_dict({**d, "full_res_skip": "yes"}, "card.json")
