@@ -38,7 +38,7 @@ def nonnegative_int(text: str) -> int:
 
 
 def size_hw(text: str) -> tuple[int, int]:
-    """``HxW`` (e.g. ``200x352``): a network input size, both multiples of 8 (the encoder halves it three times)."""
+    """``HxW`` (e.g. ``200x352``): a network input size, both multiples of 8 (as SLTNet needs)."""
     parts = text.lower().split("x")
     try:
         h, w = (int(v) for v in parts)

@@ -60,7 +60,7 @@ GRID_ROUND_TRIPS = ("majority", "bilinear")
 
 
 def grid_round_trip(labels: np.ndarray, factor: int, num_classes: int, mode: str = "bilinear") -> np.ndarray:
-    """The label map ``(H, W)`` as a classifier deciding on a grid ``factor`` times coarser could at best draw it.
+    """The label map ``(H, W)`` drawn from its own class shares on a grid ``factor`` times coarser.
 
     Both modes start from each class's share of the labelled pixels in every grid cell (ignored
     pixels, 255, have no share and stay ignored). ``majority``: every cell takes its most common
