@@ -17,6 +17,15 @@ from foveate.models.sltnet.config import SLTNetConfig, get_config
 from foveate.system.errors import ConfigError
 
 
+class Stem(nn.Sequential):
+    """The stem's three convs (a Sequential, so names and state-dict keys stay the official ones);
+    returns the output and the second conv's full-resolution spikes."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s0 = self[1](self[0](x))
+        return self[2](s0), s0
+
+
 class SLTNet(nn.Module):
     def __init__(self, config: SLTNetConfig | str = "ddd17") -> None:
         super().__init__()
@@ -28,8 +37,8 @@ class SLTNet(nn.Module):
         self.config = cfg
         k = cfg.num_classes
         # Encoder. Stem: two 3x3 convs at full resolution, one stride-2 conv.
-        self.stem = nn.Sequential(ConvBN(cfg.bins, 32, 3, padding=1), ConvBN(32, 32, 3, padding=1),
-                                  ConvBN(32, 32, 3, stride=2, padding=1, bn=False, lif=False))
+        self.stem = Stem(ConvBN(cfg.bins, 32, 3, padding=1), ConvBN(32, 32, 3, padding=1),
+                         ConvBN(32, 32, 3, stride=2, padding=1, bn=False, lif=False))
         self.bn_lif_0 = BNLIF(32)
         self.down1 = Downsample(32, 64)
         self.stage1 = nn.Sequential(*(SCB(64, d) for d in (2, 2, 2)))
@@ -67,8 +76,8 @@ class SLTNet(nn.Module):
         elif x.dim() != 5:
             raise ValueError(f"SLTNet expects [B, C, H, W] or [T, B, C, H, W], got shape {tuple(x.shape)}")
         full = tuple(x.shape[-2:])
-        s0 = self.stem[1](self.stem[0](x))  # full-resolution spikes
-        o0 = self.bn_lif_0(self.stem[2](s0))
+        y0, s0 = self.stem(x)
+        o0 = self.bn_lif_0(y0)
         o1 = self.bn_lif_1(self.stage1(self.down1(o0)))
         o2 = self.bn_lif_2(self.stage2(self.down2(o1)))
         o3 = self.bn_lif_3(self.stage3(self.down3(o2)))
