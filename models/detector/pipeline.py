@@ -95,6 +95,8 @@ def build(plan: DataPlan, config: DetectorConfig, settings: TrainSettings, out_d
         "metrics_test_torch": metrics,
         "metrics_test_onnxruntime": metrics_ort,
         "parameters": int(sum(p.numel() for p in net.parameters())),
+        **({"teacher": _provenance(settings.teacher)} if settings.teacher else {}),
+        **({"init": _provenance(settings.init)} if settings.init else {}),
         "wall_s": {"data": round(t_data, 1), "train": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)},
         "machine": describe(settings.device),
         "date": time.strftime("%Y-%m-%d"),
@@ -110,6 +112,16 @@ def build(plan: DataPlan, config: DetectorConfig, settings: TrainSettings, out_d
         if (out_dir / "test_torch" / "reliability.png").is_file():
             shutil.copy(out_dir / "test_torch" / "reliability.png", SHIPPED_DIR / f"{SHIPPED_NAME}_reliability.png")
     return card
+
+
+def _provenance(path: str) -> dict:
+    """Where a teacher or starting checkpoint came from: its path, command, size and test mAP."""
+    from foveate.models.detector.runtime import card_of
+
+    c = card_of(path)
+    m = c.get("metrics_test_torch", {})
+    return {"path": path, "command": c.get("command", ""), "parameters": c.get("parameters"),
+            "map50": m.get("map50"), "date": c.get("date")}
 
 
 def evaluate_weights(weights: Path, runtime: str = "auto", split: str = "test", n_views: int | None = None,

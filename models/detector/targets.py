@@ -76,6 +76,19 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -(pos_loss.sum() + neg_loss.sum()) / n
 
 
+def distill_loss(logits: torch.Tensor, teacher_prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary KL divergence from a teacher's heatmap probabilities to the student's, summed over every
+    cell and class and normalised by the ground-truth positives (as :func:`focal_loss` is), so it is
+    0 where the two agree. Dense heatmap distillation: the teacher's soft scores carry which
+    background looks like a target and how sure a dim target is, which hard labels do not."""
+    t = teacher_prob.float().clamp(1e-4, 1 - 1e-4)
+    log_p = torch.nn.functional.logsigmoid(logits)
+    log_q = torch.nn.functional.logsigmoid(-logits)
+    kl = t * (torch.log(t) - log_p) + (1 - t) * (torch.log(1 - t) - log_q)
+    n = target.eq(1).float().sum().clamp(min=1.0)
+    return kl.sum() / n
+
+
 def gaussian_nll(reg_out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
                  beta: float = NLL_BETA) -> torch.Tensor:
     """Weighted (beta-)Gaussian NLL of the 4 regressed quantities; means in ``reg_out[:, :4]``, log-variances in ``[:, 4:]``."""

@@ -1,8 +1,9 @@
 """Training: fixed seed, tqdm progress, a checkpoint every epoch, resumable.
 
 Loss = focal heatmap loss + Gaussian NLL of centre offset and log size (see
-:mod:`foveate.models.detector.targets`). Augmentation: horizontal mirror, gain and
-sensor noise. Single-threaded by default: the project's machines have two shared cores.
+:mod:`foveate.models.detector.targets`), plus, with a teacher network, the KL divergence
+from the teacher's heatmaps (computed once on the clean views). Augmentation: horizontal
+mirror, gain and sensor noise. Single-threaded by default: the project's machines have two shared cores.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from foveate.models.detector.config import DetectorConfig
 from foveate.models.detector.data import ViewSet
-from foveate.models.detector.targets import encode, flip_targets, focal_loss, gaussian_nll
+from foveate.models.detector.targets import distill_loss, encode, flip_targets, focal_loss, gaussian_nll
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class TrainSettings:
     threads: int = 1
     nll_weight: float = 1.0
     device: str = "cpu"  # a torch device ("cuda", "cuda:1"); checkpoints are stored on the CPU either way
+    init: str = ""  # detector checkpoint whose weights the training starts from ("" = random init)
+    teacher: str = ""  # detector checkpoint whose heatmaps are distilled ("" = no distillation)
+    kd_weight: float = 1.0  # weight of the distillation term (with a teacher)
 
 
 def _resumable(settings: dict) -> dict:
@@ -63,6 +67,36 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     noise = rng.uniform(0.0, 4.0, size=(len(x), 1, 1)).astype(np.float32)
     x = x * gain + rng.standard_normal(x.shape, dtype=np.float32) * noise
     return np.clip(x, 0, 255) / 255.0
+
+
+def teacher_heatmaps(teacher, views: ViewSet, device, batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """Heatmap probabilities (N, C, gh, gw) float16 of ``teacher`` on the clean (not augmented) views."""
+    import torch
+    from tqdm import tqdm
+
+    teacher = teacher.to(device).eval()
+    out = []
+    with torch.no_grad():
+        for i in tqdm(range(0, len(views), batch_size), desc="teacher heatmaps", unit="batch",
+                      disable=not progress, leave=False):
+            x = torch.from_numpy(views.images[i:i + batch_size, None].astype(np.float32) / 255.0).to(device)
+            out.append(torch.sigmoid(teacher(x)[0]).cpu().numpy().astype(np.float16))
+    return np.concatenate(out)
+
+
+def _load_net(path: str, what: str, config: DetectorConfig | None = None):
+    """A :class:`DetectorNet` from a checkpoint; with ``config``, its shape must match."""
+    from foveate.models.detector.runtime import load_checkpoint
+    from foveate.system.errors import ConfigError
+
+    net, _ = load_checkpoint(path)
+    if config is not None:
+        a, b = net.config, config
+        if (a.widths, a.neck, a.head, a.classes, a.input_norm) != (b.widths, b.neck, b.head, b.classes, b.input_norm):
+            raise ConfigError(f"{path}: {what} has widths {a.widths}, neck {a.neck}, head {a.head}, input_norm "
+                              f"{a.input_norm!r}; the network being trained has {b.widths}, {b.neck}, {b.head}, "
+                              f"{b.input_norm!r}")
+    return net
 
 
 def save_checkpoint(path: Path, net, config: DetectorConfig, card: dict, extra: dict | None = None) -> None:
@@ -95,7 +129,20 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     heat, reg, weight = encode_all(views, config)
-    net = DetectorNet(config).to(device)
+    net = DetectorNet(config)
+    if settings.init:
+        net.load_state_dict(_load_net(settings.init, "--init", config).state_dict())
+    net = net.to(device)
+    teacher_heat = None
+    if settings.teacher:
+        teacher = _load_net(settings.teacher, "--teacher")
+        if teacher.config.classes != config.classes or teacher.config.grid != config.grid:
+            from foveate.system.errors import ConfigError
+
+            raise ConfigError(f"{settings.teacher}: teacher classes {teacher.config.classes} / grid "
+                              f"{teacher.config.grid} differ from {config.classes} / {config.grid}")
+        teacher_heat = teacher_heatmaps(teacher, views, device, progress=progress)
+        del teacher
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n = len(views)
     steps_per_epoch = max(1, n // settings.batch_size)
@@ -125,7 +172,7 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
     for epoch in range(start_epoch, settings.epochs):
         net.train()
         order = rng.permutation(n)
-        sums = np.zeros(2)
+        sums = np.zeros(3)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", unit="batch",
                    disable=not progress, leave=False)
         for s in bar:
@@ -135,25 +182,35 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
             idx = order[s * settings.batch_size:(s + 1) * settings.batch_size]
             imgs = augment(views.images[idx], rng)
             h, r, w = heat[idx], reg[idx], weight[idx]
+            th = teacher_heat[idx] if teacher_heat is not None else None
             flip = rng.random(len(idx)) < 0.5
             if flip.any():
                 imgs[flip] = imgs[flip][..., ::-1]
                 fh, fr, fw = zip(*(flip_targets(h[j], r[j], w[j]) for j in np.nonzero(flip)[0]))
                 h, r, w = h.copy(), r.copy(), w.copy()
                 h[flip], r[flip], w[flip] = np.stack(fh), np.stack(fr), np.stack(fw)
+                if th is not None:
+                    th[flip] = th[flip][..., ::-1]
             x = torch.from_numpy(np.ascontiguousarray(imgs[:, None])).to(device)
             heat_logits, reg_out = net(x)
             lf = focal_loss(heat_logits, torch.from_numpy(h).to(device))
             lr_ = gaussian_nll(reg_out, torch.from_numpy(r).to(device), torch.from_numpy(w).to(device))
             loss = lf + settings.nll_weight * lr_
+            lk = torch.zeros(())
+            if th is not None:
+                lk = distill_loss(heat_logits, torch.from_numpy(np.ascontiguousarray(th)).to(device),
+                                  torch.from_numpy(h).to(device))
+                loss = loss + settings.kd_weight * lk
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
             opt.step()
-            sums += (lf.detach().item(), lr_.detach().item())
-            bar.set_postfix(focal=f"{sums[0] / (s + 1):.3f}", nll=f"{sums[1] / (s + 1):.3f}")
+            sums += (lf.detach().item(), lr_.detach().item(), lk.detach().item())
+            bar.set_postfix(focal=f"{sums[0] / (s + 1):.3f}", nll=f"{sums[1] / (s + 1):.3f}",
+                            **({"kd": f"{sums[2] / (s + 1):.3f}"} if th is not None else {}))
         bar.close()
         rec = {"epoch": epoch + 1, "focal": sums[0] / steps_per_epoch, "nll": sums[1] / steps_per_epoch,
+               **({"kd": sums[2] / steps_per_epoch} if teacher_heat is not None else {}),
                "wall_s": round(time.perf_counter() - t0, 1)}
         history.append(rec)
         log.info("epoch %d: focal %.4f nll %.4f", epoch + 1, rec["focal"], rec["nll"])

@@ -8,7 +8,7 @@ from foveate.models.detector.config import DetectorConfig
 from foveate.models.detector.export import decode_node_names, decode_raw, export_onnx
 from foveate.models.detector.model import DET_COLUMNS, Decode, DetectorNet
 from foveate.models.detector.runtime import OnnxDetector, TorchDetector, load_detector
-from foveate.models.detector.targets import encode, flip_targets, focal_loss, gaussian_nll
+from foveate.models.detector.targets import distill_loss, encode, flip_targets, focal_loss, gaussian_nll
 from foveate.system.errors import ConfigError, FoveateError
 from foveate.system.inference import Detector
 from foveate.system.types import Detection
@@ -101,6 +101,24 @@ def test_losses_are_finite_and_nll_prefers_the_right_variance():
     good = torch.full((1, 1, 4, 4), -6.0)
     good[0, 0, 1, 1] = 6.0
     assert float(focal_loss(good, heat)) < float(focal_loss(torch.zeros(1, 1, 4, 4), heat))
+
+
+def test_distill_loss_is_zero_at_the_teacher_and_pulls_towards_it():
+    heat = torch.zeros(1, 2, 4, 4)
+    heat[0, 0, 1, 1] = heat[0, 1, 2, 3] = 1.0  # two positives normalise the sum
+    teacher = torch.full((1, 2, 4, 4), 0.02)
+    teacher[0, 0, 1, 1], teacher[0, 1, 2, 2] = 0.9, 0.4  # a confident peak, and a doubtful one
+    at_teacher = torch.logit(teacher)
+    assert float(distill_loss(at_teacher, teacher, heat)) == pytest.approx(0.0, abs=1e-5)
+    logits = torch.zeros(1, 2, 4, 4, requires_grad=True)  # p = 0.5 everywhere
+    loss = distill_loss(logits, teacher.half(), heat)  # the teacher's maps are stored as float16
+    assert float(loss.detach()) > 0
+    loss.backward()
+    g = logits.grad[0]
+    assert g[0, 0, 0] > 0 and g[0, 1, 1] < 0  # down on background, up at the teacher's peak
+    assert g[1, 2, 2] > 0 and g[1, 2, 2] < g[0, 0, 0]  # 0.5 -> 0.4: pushed down less than to 0.02
+    z = torch.zeros(1, 2, 4, 4)
+    assert float(distill_loss(z, teacher, heat * 0)) == pytest.approx(2 * float(distill_loss(z, teacher, heat)))  # no positives: sum / 1
 
 
 def test_decode_reads_a_known_peak():

@@ -40,6 +40,56 @@ def test_train_then_eval_smoke(tmp_path, capsys):
     assert "mAP@0.5" in capsys.readouterr().out
 
 
+def test_distilling_a_teacher_and_starting_from_weights(tmp_path):
+    """--teacher (another shape) adds the KD term and is recorded; --init starts from a checkpoint."""
+    cache = tmp_path / "cache"
+    base = ["train", "detector", "--epochs", "1", "--batch-size", "4", "--train-views", "8", "--calib-views", "4",
+            "--test-views", "4", "--input-size", "64", "--cache", str(cache), "--no-progress"]
+    small = ["--widths", "4,8,8,8,12", "--neck", "8", "--head", "8"]
+    assert main(base + ["--out", str(tmp_path / "teacher"), "--widths", "8,8,8,8,16", "--neck", "8", "--head", "8"]) == 0
+    teacher = tmp_path / "teacher" / "detector.pt"
+    assert main(base + small + ["--out", str(tmp_path / "kd"), "--teacher", str(teacher), "--kd-weight", "0.5"]) == 0
+    card = json.loads((tmp_path / "kd" / "detector.card.json").read_text())
+    assert card["training"]["teacher"] == str(teacher) and card["training"]["kd_weight"] == 0.5
+    tcard = json.loads((tmp_path / "teacher" / "detector.card.json").read_text())
+    assert card["teacher"]["command"] == tcard["command"] and card["teacher"]["parameters"] == tcard["parameters"]
+    assert card["teacher"]["parameters"] > card["parameters"]
+    assert card["training"]["history"][0]["kd"] > 0
+    # --init: epoch 0 of the new run starts from the given weights.
+    import torch
+
+    from foveate.models.detector.data import load_views
+    from foveate.models.detector.pipeline import DataPlan
+    from foveate.models.detector.runtime import load_checkpoint
+    from foveate.models.detector.train import TrainSettings, train
+
+    start, _ = load_checkpoint(tmp_path / "kd" / "detector.pt")
+    views = load_views(DataPlan(8, 4, 4, size=64).spec("train"), cache, progress=False)
+    net, _ = train(views, start.config, TrainSettings(epochs=1, batch_size=4, lr=0.0, warmup_steps=1,
+                                                      init=str(tmp_path / "kd" / "detector.pt")),
+                   tmp_path / "init", progress=False)
+    for a, b in zip(net.state_dict().items(), start.state_dict().items()):
+        if a[0].endswith("num_batches_tracked") or "running" in a[0]:
+            continue  # batch-norm statistics move in train mode even at lr 0
+        assert torch.equal(a[1], b[1]), a[0]
+
+
+def test_init_and_teacher_errors_are_clear(tmp_path, capsys):
+    base = ["train", "detector", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(base + ["--teacher", str(tmp_path / "none.pt")]) == 2
+    assert "--teacher" in capsys.readouterr().err
+    assert main(base + ["--kd-weight", "-1"]) == 2
+    assert "--kd-weight must be >= 0" in capsys.readouterr().err
+    from foveate.models.detector.config import DetectorConfig
+    from foveate.models.detector.model import DetectorNet
+    from foveate.models.detector.train import _load_net, save_checkpoint
+
+    cfg = DetectorConfig(input_size=(64, 64), widths=(4, 8, 8, 8, 12), neck=8, head=8)
+    save_checkpoint(tmp_path / "small.pt", DetectorNet(cfg), cfg, {})
+    with pytest.raises(ConfigError, match="--init has widths"):
+        _load_net(str(tmp_path / "small.pt"), "--init", DetectorConfig(input_size=(64, 64)))
+
+
 def test_bad_network_shape_arguments_are_clear_errors(tmp_path, capsys):
     base = ["train", "detector", "--out", str(tmp_path / "run"), "--no-progress"]
     assert main(base + ["--widths", "16,24,x"]) == 2
