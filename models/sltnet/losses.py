@@ -1,4 +1,8 @@
-"""SLTNet's training loss: OHEM cross-entropy on the main head + 0.4 x cross-entropy on the auxiliary head."""
+"""SLTNet's training loss: OHEM cross-entropy on the main head + 0.4 x cross-entropy on the auxiliary head.
+
+Outside the paper, optionally plus a weighted Lovasz-softmax term on the main head, a surrogate of
+the per-class IoU that the evaluation averages.
+"""
 
 from __future__ import annotations
 
@@ -41,12 +45,52 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, thresh: float
     return (losses[keep] * pixel_w[keep]).sum() / pixel_w[keep].sum()
 
 
+def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovasz extension of the Jaccard loss w.r.t. sorted errors (Berman et al., alg. 1)."""
+    gts = gt_sorted.sum()
+    intersection = gts - gt_sorted.cumsum(0)
+    union = gts + (1.0 - gt_sorted).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    if gt_sorted.numel() > 1:
+        jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+    return jaccard
+
+
+def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Lovasz-softmax loss (Berman, Rannen Triki & Blaschko, CVPR 2018) over the whole batch.
+
+    ``logits`` (B, C, H, W), ``target`` (B, H, W). The mean over the classes present in the
+    batch's labels of the Lovasz extension of ``1 - IoU_c``, evaluated at the softmax
+    probabilities: a convex surrogate that ranks each class's pixel errors and weighs them by
+    their effect on that class's IoU, so a class of 0.1 % of the pixels counts as much as one of
+    50 %, as it does in mIoU. Pixels labelled ``ignore_index`` are left out.
+    """
+    c = logits.shape[1]
+    probs = F.softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, c)
+    labels = target.long().reshape(-1)
+    valid = labels != ignore_index
+    probs, labels = probs[valid], labels[valid]
+    losses = []
+    for k in range(c):
+        fg = (labels == k).float()
+        if fg.sum() == 0:
+            continue
+        errors = (fg - probs[:, k]).abs()
+        errors_sorted, perm = torch.sort(errors, descending=True)
+        losses.append(torch.dot(errors_sorted, _lovasz_grad(fg[perm])))
+    if not losses:
+        return logits.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
 def sltnet_loss(out: torch.Tensor, aux: torch.Tensor | None, target: torch.Tensor, aux_weight: float = 0.4,
-                ohem: bool = True, class_weight: torch.Tensor | None = None) -> torch.Tensor:
+                ohem: bool = True, class_weight: torch.Tensor | None = None, lovasz_weight: float = 0.0) -> torch.Tensor:
     if ohem:
         main = ohem_cross_entropy(out, target, weight=class_weight)
     else:
         main = F.cross_entropy(out, target.long(), weight=class_weight, ignore_index=IGNORE_INDEX)
+    if lovasz_weight > 0:
+        main = main + lovasz_weight * lovasz_softmax(out, target)
     if aux is None:
         return main
     return main + aux_weight * F.cross_entropy(aux, target.long(), weight=class_weight, ignore_index=IGNORE_INDEX)

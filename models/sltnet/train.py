@@ -41,6 +41,7 @@ class TrainSettings:
     aux_weight: float = 0.4
     ohem: bool = True
     class_balance: bool = False  # sqrt median-frequency class weights from the training labels
+    lovasz_weight: float = 0.0  # weight of a Lovasz-softmax term on the main head (0 = the paper's loss)
     flip: bool = True
     seed: int = 1234
     val_every: int = 1
@@ -176,7 +177,8 @@ def train(config: SLTNetConfig, train_set, val_set, out_dir: str | Path, setting
             x, y = _stack(train_set, idx, rng, settings.flip)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             out_main, out_aux = model(x)
-            loss = sltnet_loss(out_main, out_aux, y, settings.aux_weight, settings.ohem, class_weight)
+            loss = sltnet_loss(out_main, out_aux, y, settings.aux_weight, settings.ohem, class_weight,
+                               settings.lovasz_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

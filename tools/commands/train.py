@@ -49,6 +49,9 @@ def _add_sltnet_arguments(p) -> None:
     p.add_argument("--class-balance", action="store_true",
                    help="weigh the loss by sqrt median-frequency class weights from the training labels "
                         "(the twin's people and vehicles cover <1%% of the pixels)")
+    p.add_argument("--lovasz", type=float, default=0.0, metavar="W",
+                   help="not in the paper: add W x Lovasz-softmax (an IoU surrogate) to the main head's loss "
+                        "(default 0: off)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--twin-seed", type=int, default=0, help="seed of the generated twin data")
     p.add_argument("--twin-train-sequences", type=int, default=None, metavar="N",
@@ -92,6 +95,8 @@ def command_line(args) -> str:
         parts.append("--full-res-skip")
     if args.class_balance:
         parts.append("--class-balance")
+    if args.lovasz:
+        parts += ["--lovasz", str(args.lovasz)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -114,6 +119,8 @@ def _run_sltnet(args) -> int:
     from foveate.system.errors import ConfigError
 
     resolve_device(args.device)  # before minutes of data generation
+    if args.lovasz < 0:
+        raise ConfigError(f"--lovasz must be >= 0, got {args.lovasz}")
 
     config = get_config(args.config)
     if args.time_steps:
@@ -136,7 +143,7 @@ def _run_sltnet(args) -> int:
         data_desc["twin_spec"] = asdict(spec)
     settings = TrainSettings(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              val_every=args.val_every, threads=args.threads, max_batches_per_epoch=args.max_batches,
-                             class_balance=args.class_balance, device=args.device,
+                             class_balance=args.class_balance, lovasz_weight=args.lovasz, device=args.device,
                              extra={"command": command_line(args), **data_desc,
                                     "train_windows": len(train_set), "val_windows": len(val_set)})
     print(f"training SLTNet/{config.name} on {args.data}: {len(train_set)} train, {len(val_set)} val windows, "

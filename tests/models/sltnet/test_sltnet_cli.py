@@ -160,6 +160,17 @@ def test_train_refuses_a_device_it_does_not_have(capsys, monkeypatch):
     assert "expected cpu, cuda or cuda:N" in capsys.readouterr().err
 
 
+def test_lovasz_option_is_recorded_and_checked(tmp_path, write_ddd17, capsys):
+    root = write_ddd17(tmp_path / "ddd17")
+    base = ["train", "sltnet", "--config", "ddd17", "--data", str(root), "--batch-size", "2", "--max-batches", "1",
+            "--input-size", "64x96", "--threads", "1", "--no-progress", "--epochs", "1"]
+    assert main([*base, "--lovasz", "-0.5", "--out", str(tmp_path / "bad")]) == 2
+    assert "--lovasz must be >= 0, got -0.5" in capsys.readouterr().err
+    assert main([*base, "--lovasz", "0.5", "--out", str(tmp_path / "run")]) == 0
+    card = torch.load(str(tmp_path / "run" / "last.pt"), weights_only=False)["card"]
+    assert "--lovasz 0.5" in card["training"]["command"] and card["training"]["lovasz_weight"] == 0.5
+
+
 def test_evaluate_reports_how_much_of_each_class_the_events_show(small_cfg):
     from foveate.models.sltnet.train import evaluate
 

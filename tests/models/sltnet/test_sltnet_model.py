@@ -128,6 +128,31 @@ def test_class_weighted_ohem_is_the_weighted_mean_of_the_kept_pixels():
                           ohem_cross_entropy(logits, target))
 
 
+def test_lovasz_softmax_equals_one_minus_iou_at_hard_predictions():
+    from foveate.models.sltnet.losses import lovasz_softmax, sltnet_loss
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 4, (2, 6, 7), generator=g)
+    target[0, 0, :3] = 255  # ignored pixels
+    pred = torch.where(torch.rand(target.shape, generator=g) < 0.7, target.clamp(max=3), torch.randint(0, 5, target.shape, generator=g))
+    logits = torch.nn.functional.one_hot(pred, 5).permute(0, 3, 1, 2).float() * 60.0  # softmax is one-hot
+    valid = target != 255
+    ious = []
+    for c in range(4):  # class 4 is predicted but never labelled: not counted, as in the paper's 'present'
+        t, q = (target == c) & valid, (pred == c) & valid
+        ious.append((t & q).sum().item() / (t | q).sum().item())
+    assert float(lovasz_softmax(logits, target)) == pytest.approx(1 - np.mean(ious), abs=1e-5)
+    assert float(lovasz_softmax(torch.nn.functional.one_hot(target.clamp(max=3), 5).permute(0, 3, 1, 2).float() * 60.0,
+                                target)) == pytest.approx(0.0, abs=1e-6)
+    # As a term of the training loss: added to the main head only, with gradients.
+    x = torch.randn(2, 5, 6, 7, requires_grad=True)
+    base = sltnet_loss(x, None, target, ohem=False)
+    both = sltnet_loss(x, None, target, ohem=False, lovasz_weight=0.5)
+    assert float((both - base).detach()) == pytest.approx(0.5 * float(lovasz_softmax(x, target).detach()), rel=1e-5)
+    both.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
 def test_balanced_class_weights_follow_sqrt_median_frequency():
     from foveate.models.sltnet.losses import balanced_class_weights
 
