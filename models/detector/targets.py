@@ -77,16 +77,18 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def distill_loss(logits: torch.Tensor, teacher_prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary KL divergence from a teacher's heatmap probabilities to the student's, summed over every
-    cell and class and normalised by the ground-truth positives (as :func:`focal_loss` is), so it is
-    0 where the two agree. Dense heatmap distillation: the teacher's soft scores carry which
-    background looks like a target and how sure a dim target is, which hard labels do not."""
-    t = teacher_prob.float().clamp(1e-4, 1 - 1e-4)
-    log_p = torch.nn.functional.logsigmoid(logits)
-    log_q = torch.nn.functional.logsigmoid(-logits)
-    kl = t * (torch.log(t) - log_p) + (1 - t) * (torch.log(1 - t) - log_q)
+    """Squared difference of the student's and a teacher's heatmap probabilities, summed over every
+    cell and class and normalised by the ground-truth positives (as :func:`focal_loss` is).
+
+    Dense heatmap distillation: the teacher's soft scores say how sure a dim target is and which
+    background looks like one, which hard labels do not. The square of probabilities (not a KL
+    divergence) because its gradient in logit space, ``2 (p - t) p (1 - p)``, vanishes on the
+    easy background as the focal loss's does: a binary KL there outweighed the focal loss
+    ten to one and slowed the student's detection training.
+    """
+    p = torch.sigmoid(logits)
     n = target.eq(1).float().sum().clamp(min=1.0)
-    return kl.sum() / n
+    return ((p - teacher_prob.float()) ** 2).sum() / n
 
 
 def gaussian_nll(reg_out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,

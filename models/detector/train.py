@@ -1,8 +1,8 @@
 """Training: fixed seed, tqdm progress, a checkpoint every epoch, resumable.
 
 Loss = focal heatmap loss + Gaussian NLL of centre offset and log size (see
-:mod:`foveate.models.detector.targets`), plus, with a teacher network, the KL divergence
-from the teacher's heatmaps (computed once on the clean views). Augmentation: horizontal
+:mod:`foveate.models.detector.targets`), plus, with a teacher network, the squared difference
+from the teacher's heatmap probabilities (computed once on the clean views). Augmentation: horizontal
 mirror, gain and sensor noise. Single-threaded by default: the project's machines have two shared cores.
 """
 
@@ -37,7 +37,7 @@ class TrainSettings:
     device: str = "cpu"  # a torch device ("cuda", "cuda:1"); checkpoints are stored on the CPU either way
     init: str = ""  # detector checkpoint whose weights the training starts from ("" = random init)
     teacher: str = ""  # detector checkpoint whose heatmaps are distilled ("" = no distillation)
-    kd_weight: float = 1.0  # weight of the distillation term (with a teacher)
+    kd_weight: float = 2.0  # weight of the distillation term (with a teacher): about the focal loss at the end of training
 
 
 def _resumable(settings: dict) -> dict:
