@@ -84,18 +84,21 @@ def teacher_heatmaps(teacher, views: ViewSet, device, batch_size: int = 64, prog
     return np.concatenate(out)
 
 
-def _load_net(path: str, what: str, config: DetectorConfig | None = None):
-    """A :class:`DetectorNet` from a checkpoint; with ``config``, its shape must match."""
+def _load_net(path: str, what: str, config: DetectorConfig, same_shape: bool):
+    """A :class:`DetectorNet` from a checkpoint. Its classes and grid must match ``config``'s;
+    with ``same_shape`` (``--init``) its layers too, while a teacher may be of any width."""
     from foveate.models.detector.runtime import load_checkpoint
     from foveate.system.errors import ConfigError
 
     net, _ = load_checkpoint(path)
-    if config is not None:
-        a, b = net.config, config
-        if (a.widths, a.neck, a.head, a.classes, a.input_norm) != (b.widths, b.neck, b.head, b.classes, b.input_norm):
-            raise ConfigError(f"{path}: {what} has widths {a.widths}, neck {a.neck}, head {a.head}, input_norm "
-                              f"{a.input_norm!r}; the network being trained has {b.widths}, {b.neck}, {b.head}, "
-                              f"{b.input_norm!r}")
+    a, b = net.config, config
+    if (a.classes, a.grid) != (b.classes, b.grid):
+        raise ConfigError(f"{path}: {what} has classes {a.classes} / grid {a.grid}; the network being trained "
+                          f"has {b.classes} / {b.grid}")
+    if same_shape and (a.widths, a.neck, a.head, a.input_norm) != (b.widths, b.neck, b.head, b.input_norm):
+        raise ConfigError(f"{path}: {what} has widths {a.widths}, neck {a.neck}, head {a.head}, input_norm "
+                          f"{a.input_norm!r}; the network being trained has {b.widths}, {b.neck}, {b.head}, "
+                          f"{b.input_norm!r}")
     return net
 
 
@@ -131,16 +134,11 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
     heat, reg, weight = encode_all(views, config)
     net = DetectorNet(config)
     if settings.init:
-        net.load_state_dict(_load_net(settings.init, "--init", config).state_dict())
+        net.load_state_dict(_load_net(settings.init, "--init", config, same_shape=True).state_dict())
     net = net.to(device)
     teacher_heat = None
     if settings.teacher:
-        teacher = _load_net(settings.teacher, "--teacher")
-        if teacher.config.classes != config.classes or teacher.config.grid != config.grid:
-            from foveate.system.errors import ConfigError
-
-            raise ConfigError(f"{settings.teacher}: teacher classes {teacher.config.classes} / grid "
-                              f"{teacher.config.grid} differ from {config.classes} / {config.grid}")
+        teacher = _load_net(settings.teacher, "--teacher", config, same_shape=False)
         teacher_heat = teacher_heatmaps(teacher, views, device, progress=progress)
         del teacher
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

@@ -87,7 +87,9 @@ def test_init_and_teacher_errors_are_clear(tmp_path, capsys):
     cfg = DetectorConfig(input_size=(64, 64), widths=(4, 8, 8, 8, 12), neck=8, head=8)
     save_checkpoint(tmp_path / "small.pt", DetectorNet(cfg), cfg, {})
     with pytest.raises(ConfigError, match="--init has widths"):
-        _load_net(str(tmp_path / "small.pt"), "--init", DetectorConfig(input_size=(64, 64)))
+        _load_net(str(tmp_path / "small.pt"), "--init", DetectorConfig(input_size=(64, 64)), same_shape=True)
+    with pytest.raises(ConfigError, match="--teacher has classes"):
+        _load_net(str(tmp_path / "small.pt"), "--teacher", DetectorConfig(input_size=(128, 128)), same_shape=False)
 
 
 def test_bad_network_shape_arguments_are_clear_errors(tmp_path, capsys):
