@@ -53,9 +53,13 @@ def add_train_arguments(p) -> None:
                    help="first step of the network: standardize each view's grey levels, or none (default)")
     p.add_argument("--init", type=Path, default=None, metavar="FILE",
                    help="detector checkpoint (.pt) to start from instead of a random init; same network shape")
-    p.add_argument("--teacher", type=Path, default=None, metavar="FILE",
+    p.add_argument("--teacher", type=Path, action="append", default=[], metavar="FILE",
                    help="detector checkpoint (.pt), usually a wider one, whose heatmaps on the training views are "
-                        "distilled into this network (any shape, same classes and grid)")
+                        "distilled into this network (any shape, same classes and grid); repeat it to distil the "
+                        "mean of several (an ensemble)")
+    p.add_argument("--teacher-mirror", action="store_true",
+                   help="average each teacher's heatmaps with its heatmaps of the mirrored view (test-time "
+                        "augmentation of the teacher)")
     p.add_argument("--kd-weight", type=float, default=t.kd_weight, metavar="W",
                    help=f"weight of the distillation loss with --teacher (default {t.kd_weight})")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
@@ -85,15 +89,17 @@ def run_train(args) -> int:
     from foveate.models.torch_device import resolve_device
 
     resolve_device(args.device)  # before minutes of view rendering
-    for name in ("init", "teacher"):
-        path = getattr(args, name)
+    for name, path in [("init", args.init)] + [("teacher", t) for t in args.teacher]:
         if path is not None and not path.is_file():
             raise ConfigError(f"--{name} {path}: no such file (expected a detector checkpoint .pt)")
+    if args.teacher_mirror and not args.teacher:
+        raise ConfigError("--teacher-mirror needs at least one --teacher")
     if args.kd_weight < 0:
         raise ConfigError(f"--kd-weight must be >= 0, got {args.kd_weight}")
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                              threads=args.threads, device=args.device, init=str(args.init or ""),
-                             teacher=str(args.teacher or ""), kd_weight=args.kd_weight)
+                             teacher=tuple(str(t) for t in args.teacher), teacher_mirror=args.teacher_mirror,
+                             kd_weight=args.kd_weight)
     command = "foveate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     print(f"training the detector: {plan.train_views} train / {plan.calib_views} calib / {plan.test_views} test "
           f"twin views, {settings.epochs} epochs -> {args.out}")

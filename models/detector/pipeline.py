@@ -95,7 +95,7 @@ def build(plan: DataPlan, config: DetectorConfig, settings: TrainSettings, out_d
         "metrics_test_torch": metrics,
         "metrics_test_onnxruntime": metrics_ort,
         "parameters": int(sum(p.numel() for p in net.parameters())),
-        **({"teacher": _provenance(settings.teacher)} if settings.teacher else {}),
+        **({"teacher": [_provenance(t) for t in settings.teacher]} if settings.teacher else {}),
         **({"init": _provenance(settings.init)} if settings.init else {}),
         "wall_s": {"data": round(t_data, 1), "train": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)},
         "machine": describe(settings.device),

@@ -1,8 +1,8 @@
 """Training: fixed seed, tqdm progress, a checkpoint every epoch, resumable.
 
 Loss = focal heatmap loss + Gaussian NLL of centre offset and log size (see
-:mod:`foveate.models.detector.targets`), plus, with a teacher network, the squared difference
-from the teacher's heatmap probabilities (computed once on the clean views). Augmentation: horizontal
+:mod:`foveate.models.detector.targets`), plus, with teacher networks, the squared difference
+from their mean heatmap probabilities (computed once on the clean views). Augmentation: horizontal
 mirror, gain and sensor noise. Single-threaded by default: the project's machines have two shared cores.
 """
 
@@ -36,7 +36,8 @@ class TrainSettings:
     nll_weight: float = 1.0
     device: str = "cpu"  # a torch device ("cuda", "cuda:1"); checkpoints are stored on the CPU either way
     init: str = ""  # detector checkpoint whose weights the training starts from ("" = random init)
-    teacher: str = ""  # detector checkpoint whose heatmaps are distilled ("" = no distillation)
+    teacher: tuple[str, ...] = ()  # detector checkpoints whose mean heatmap is distilled (() = no distillation)
+    teacher_mirror: bool = False  # average each teacher's heatmaps with those of the mirrored view
     kd_weight: float = 2.0  # weight of the distillation term (with a teacher): about the focal loss at the end of training
 
 
@@ -69,18 +70,24 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, 0, 255) / 255.0
 
 
-def teacher_heatmaps(teacher, views: ViewSet, device, batch_size: int = 64, progress: bool = True) -> np.ndarray:
-    """Heatmap probabilities (N, C, gh, gw) float16 of ``teacher`` on the clean (not augmented) views."""
+def teacher_heatmaps(teachers, views: ViewSet, device, batch_size: int = 64, progress: bool = True,
+                     mirror: bool = False) -> np.ndarray:
+    """Mean heatmap probabilities (N, C, gh, gw) float16 of ``teachers`` on the clean (not augmented)
+    views; with ``mirror`` each teacher also sees the mirrored view (its map mirrored back), which
+    makes the target symmetric like the augmentation that flips it."""
     import torch
     from tqdm import tqdm
 
-    teacher = teacher.to(device).eval()
+    teachers = [t.to(device).eval() for t in teachers]
     out = []
     with torch.no_grad():
         for i in tqdm(range(0, len(views), batch_size), desc="teacher heatmaps", unit="batch",
                       disable=not progress, leave=False):
             x = torch.from_numpy(views.images[i:i + batch_size, None].astype(np.float32) / 255.0).to(device)
-            out.append(torch.sigmoid(teacher(x)[0]).cpu().numpy().astype(np.float16))
+            maps = [torch.sigmoid(t(x)[0]) for t in teachers]
+            if mirror:
+                maps += [torch.sigmoid(t(torch.flip(x, [3]))[0]).flip(3) for t in teachers]
+            out.append(torch.stack(maps).mean(0).cpu().numpy().astype(np.float16))
     return np.concatenate(out)
 
 
@@ -138,9 +145,9 @@ def train(views: ViewSet, config: DetectorConfig, settings: TrainSettings, out_d
     net = net.to(device)
     teacher_heat = None
     if settings.teacher:
-        teacher = _load_net(settings.teacher, "--teacher", config, same_shape=False)
-        teacher_heat = teacher_heatmaps(teacher, views, device, progress=progress)
-        del teacher
+        teachers = [_load_net(t, "--teacher", config, same_shape=False) for t in settings.teacher]
+        teacher_heat = teacher_heatmaps(teachers, views, device, progress=progress, mirror=settings.teacher_mirror)
+        del teachers
     opt = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n = len(views)
     steps_per_epoch = max(1, n // settings.batch_size)

@@ -233,3 +233,37 @@ def test_mc_dropout_only_widens_the_variance(net):
     for a, b in zip(base, mc):
         assert a.score == pytest.approx(b.score)
         assert b.centre_cov[0, 0] >= a.centre_cov[0, 0] * 0.999
+
+
+def test_teacher_heatmaps_average_an_ensemble_and_its_mirror_images():
+    from foveate.models.detector.train import teacher_heatmaps
+
+    class Views:  # what teacher_heatmaps reads of a ViewSet
+        def __init__(self, images):
+            self.images = images
+
+        def __len__(self):
+            return len(self.images)
+
+    torch.manual_seed(1)
+    cfg = DetectorConfig(**SMALL)
+    a, b = DetectorNet(cfg).eval(), DetectorNet(cfg).eval()
+    with torch.no_grad():
+        for m in [*a.modules(), *b.modules()]:  # the initial net is near its prior everywhere: spread it
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight)
+    images = np.random.default_rng(0).integers(0, 256, (5, 64, 96), dtype=np.uint8)
+    x = torch.from_numpy(images[:, None].astype(np.float32) / 255)
+    with torch.no_grad():
+        pa, pb = torch.sigmoid(a(x)[0]).numpy(), torch.sigmoid(b(x)[0]).numpy()
+    one = teacher_heatmaps([a], Views(images), "cpu", batch_size=2, progress=False)
+    assert one.dtype == np.float16 and one.shape == pa.shape
+    np.testing.assert_allclose(one, pa, atol=1e-3)
+    both = teacher_heatmaps([a, b], Views(images), "cpu", batch_size=2, progress=False)
+    np.testing.assert_allclose(both, (pa + pb) / 2, atol=1e-3)
+    assert np.abs(pa - pb).max() > 0.01  # the two teachers differ, so the mean is not either one
+    # With the mirror, a mirrored view gets the mirrored target: symmetric like the flip augmentation.
+    m = teacher_heatmaps([a, b], Views(images), "cpu", progress=False, mirror=True)
+    mf = teacher_heatmaps([a, b], Views(np.ascontiguousarray(images[..., ::-1])), "cpu", progress=False, mirror=True)
+    np.testing.assert_allclose(mf, m[..., ::-1], atol=2e-3)
+    assert np.abs(m - both).max() > 1e-3

@@ -50,10 +50,11 @@ def test_distilling_a_teacher_and_starting_from_weights(tmp_path):
     teacher = tmp_path / "teacher" / "detector.pt"
     assert main(base + small + ["--out", str(tmp_path / "kd"), "--teacher", str(teacher), "--kd-weight", "0.5"]) == 0
     card = json.loads((tmp_path / "kd" / "detector.card.json").read_text())
-    assert card["training"]["teacher"] == str(teacher) and card["training"]["kd_weight"] == 0.5
+    assert card["training"]["teacher"] == [str(teacher)] and card["training"]["kd_weight"] == 0.5
     tcard = json.loads((tmp_path / "teacher" / "detector.card.json").read_text())
-    assert card["teacher"]["command"] == tcard["command"] and card["teacher"]["parameters"] == tcard["parameters"]
-    assert card["teacher"]["parameters"] > card["parameters"]
+    [prov] = card["teacher"]
+    assert prov["command"] == tcard["command"] and prov["parameters"] == tcard["parameters"]
+    assert prov["parameters"] > card["parameters"]
     assert card["training"]["history"][0]["kd"] > 0
     # --init: epoch 0 of the new run starts from the given weights.
     import torch
