@@ -122,6 +122,12 @@ def add_eval_arguments(p) -> None:
     p.add_argument("--views", type=int, default=None, metavar="N", help="evaluate on the first N views of the split")
     p.add_argument("--mc-samples", type=int, default=1, metavar="K",
                    help="MC-dropout samples added to the predicted variance (PyTorch only; default 1 = off)")
+    p.add_argument("--ensemble", type=Path, action="append", default=[], metavar="FILE",
+                   help="another detector .pt whose heatmap is averaged with --weights' (repeatable; PyTorch "
+                        "only): measures a set of teachers before distilling them")
+    p.add_argument("--mirror", action="store_true",
+                   help="also run every network on the mirrored view and average (test-time augmentation; "
+                        "PyTorch only)")
     p.add_argument("--out", type=Path, default=Path("out/eval/detector"), metavar="DIR",
                    help="metrics.json and reliability.png go here (default out/eval/detector)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, metavar="DIR", help=f"view cache (default {DEFAULT_CACHE})")
@@ -132,11 +138,18 @@ def add_eval_arguments(p) -> None:
 
 def run_eval(args) -> int:
     from foveate.models.detector.pipeline import evaluate_weights, shipped_weights
+    from foveate.system.errors import ConfigError
 
     weights = args.weights or shipped_weights(".pt")
+    for e in args.ensemble:
+        if not e.is_file():
+            raise ConfigError(f"--ensemble {e}: no such file (expected a detector checkpoint .pt)")
     m = evaluate_weights(weights, args.runtime, args.split, args.views, args.out, args.cache,
-                         progress=not args.no_progress, threads=args.threads, mc_samples=args.mc_samples)
-    _print_metrics(m, f"{args.split} split, {m['runtime']}")
+                         progress=not args.no_progress, threads=args.threads, mc_samples=args.mc_samples,
+                         ensemble=tuple(args.ensemble), mirror=args.mirror)
+    extra = (f", heatmaps averaged over {1 + len(args.ensemble)} network(s)"
+             f"{' and their mirrored views' if args.mirror else ''}") if (args.ensemble or args.mirror) else ""
+    _print_metrics(m, f"{args.split} split, {m['runtime']}{extra}")
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'reliability.png'}")
     if args.json:
         args.json.write_text(json.dumps(m, indent=2))

@@ -110,6 +110,34 @@ class DetectorNet(nn.Module):
         return self.heat_head(f), self.reg_head(f)
 
 
+class HeatmapEnsemble(nn.Module):
+    """Several detectors as one: the mean of their heatmap probabilities (with ``mirror``, each
+    also run on the mirrored view and its map mirrored back) and the first one's regression.
+
+    What ``--teacher A --teacher B --teacher-mirror`` distils, in a form the evaluation runs, so a
+    teacher can be measured before it teaches. Any widths; same classes and grid.
+    """
+
+    def __init__(self, nets: list[DetectorNet], mirror: bool = False) -> None:
+        super().__init__()
+        if not nets:
+            raise ValueError("HeatmapEnsemble needs at least one network")
+        self.nets = nn.ModuleList(nets)
+        self.mirror = bool(mirror)
+        self.config = nets[0].config
+
+    def heat_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean heatmap probability ``(B, C, H/8, W/8)``."""
+        maps = [torch.sigmoid(n(x)[0]) for n in self.nets]
+        if self.mirror:
+            xm = torch.flip(x, [3])
+            maps += [torch.sigmoid(n(xm)[0]).flip(3) for n in self.nets]
+        return torch.stack(maps).mean(0)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.logit(self.heat_prob(x), eps=1e-6), self.nets[0](x)[1]
+
+
 class Decode(nn.Module):
     """Raw maps to the top-``k`` peaks as boxes with variances, in input pixels.
 

@@ -126,8 +126,14 @@ def _provenance(path: str) -> dict:
 
 def evaluate_weights(weights: Path, runtime: str = "auto", split: str = "test", n_views: int | None = None,
                      out_dir: Path | None = None, cache_dir: Path | None = DEFAULT_CACHE, progress: bool = True,
-                     threads: int | None = None, mc_samples: int = 1) -> dict:
-    """Metrics of ``weights`` on the split its card names (the data it was tested on)."""
+                     threads: int | None = None, mc_samples: int = 1, ensemble: tuple = (),
+                     mirror: bool = False) -> dict:
+    """Metrics of ``weights`` on the split its card names (the data it was tested on).
+
+    ``ensemble`` (more ``.pt`` files) and ``mirror`` evaluate a :class:`HeatmapEnsemble`: the mean
+    heatmap of all the networks (and of their mirrored views) with the regression of ``weights``,
+    which is what ``foveate train detector --teacher ... --teacher-mirror`` distils.
+    """
     from foveate.models.detector.evaluate import evaluate
     from foveate.models.detector.runtime import OnnxDetector, TorchDetector, card_of, load_checkpoint
     from foveate.system.errors import ConfigError
@@ -144,15 +150,26 @@ def evaluate_weights(weights: Path, runtime: str = "auto", split: str = "test", 
         runtime = "onnxruntime" if weights.suffix == ".onnx" else "torch"
     if runtime == "onnxruntime":
         path = weights if weights.suffix == ".onnx" else weights.with_suffix(".onnx")
-        if mc_samples > 1:
-            raise ConfigError("MC-dropout (--mc-samples) runs in the PyTorch runtime only")
+        if mc_samples > 1 or ensemble or mirror:
+            raise ConfigError("MC-dropout (--mc-samples), --ensemble and --mirror run in the PyTorch runtime only")
         det = OnnxDetector(path, EVAL_SCORE_THRESHOLD, threads=threads or 2)
     else:
         path = weights if weights.suffix == ".pt" else weights.with_suffix(".pt")
         net, _ = load_checkpoint(path)
+        if ensemble or mirror:
+            from foveate.models.detector.model import HeatmapEnsemble
+            from foveate.models.detector.train import _load_net
+
+            if mc_samples > 1:
+                raise ConfigError("--mc-samples does not combine with --ensemble / --mirror")
+            others = [_load_net(str(e), "--ensemble", net.config, same_shape=False) for e in ensemble]
+            net = HeatmapEnsemble([net, *others], mirror)
         det = TorchDetector(net, EVAL_SCORE_THRESHOLD, mc_samples=mc_samples, threads=threads)
     metrics = evaluate(det, views, out_dir, progress=progress)
     metrics["runtime"] = runtime
     metrics["split"] = split
     metrics["weights"] = str(path)
+    if ensemble or mirror:
+        metrics["ensemble"] = [str(e) for e in ensemble]
+        metrics["mirror"] = bool(mirror)
     return metrics

@@ -73,21 +73,20 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def teacher_heatmaps(teachers, views: ViewSet, device, batch_size: int = 64, progress: bool = True,
                      mirror: bool = False) -> np.ndarray:
     """Mean heatmap probabilities (N, C, gh, gw) float16 of ``teachers`` on the clean (not augmented)
-    views; with ``mirror`` each teacher also sees the mirrored view (its map mirrored back), which
+    views (:class:`HeatmapEnsemble`); with ``mirror`` each teacher also sees the mirrored view, which
     makes the target symmetric like the augmentation that flips it."""
     import torch
     from tqdm import tqdm
 
-    teachers = [t.to(device).eval() for t in teachers]
+    from foveate.models.detector.model import HeatmapEnsemble
+
+    ensemble = HeatmapEnsemble(list(teachers), mirror).to(device).eval()
     out = []
     with torch.no_grad():
         for i in tqdm(range(0, len(views), batch_size), desc="teacher heatmaps", unit="batch",
                       disable=not progress, leave=False):
             x = torch.from_numpy(views.images[i:i + batch_size, None].astype(np.float32) / 255.0).to(device)
-            maps = [torch.sigmoid(t(x)[0]) for t in teachers]
-            if mirror:
-                maps += [torch.sigmoid(t(torch.flip(x, [3]))[0]).flip(3) for t in teachers]
-            out.append(torch.stack(maps).mean(0).cpu().numpy().astype(np.float16))
+            out.append(ensemble.heat_prob(x).cpu().numpy().astype(np.float16))
     return np.concatenate(out)
 
 

@@ -56,6 +56,17 @@ def test_distilling_a_teacher_and_starting_from_weights(tmp_path):
     assert prov["command"] == tcard["command"] and prov["parameters"] == tcard["parameters"]
     assert prov["parameters"] > card["parameters"]
     assert card["training"]["history"][0]["kd"] > 0
+    # `eval detector --ensemble/--mirror` measures teachers as they are distilled. A network averaged
+    # with itself is itself; with another network and the mirror the result is recorded as such.
+    kd = tmp_path / "kd" / "detector.pt"
+    ev = ["eval", "detector", "--weights", str(kd), "--cache", str(cache), "--no-progress", "--out", str(tmp_path / "ev")]
+    assert main(ev + ["--ensemble", str(kd), "--json", str(tmp_path / "self.json")]) == 0
+    assert json.loads((tmp_path / "self.json").read_text())["map50"] == pytest.approx(card["metrics_test_torch"]["map50"])
+    assert main(ev + ["--ensemble", str(teacher), "--mirror", "--json", str(tmp_path / "ens.json")]) == 0
+    m = json.loads((tmp_path / "ens.json").read_text())
+    assert m["ensemble"] == [str(teacher)] and m["mirror"] is True and 0.0 <= m["map50"] <= 1.0
+    assert main(ev + ["--mirror", "--runtime", "onnxruntime"]) == 2
+    assert main(ev + ["--ensemble", str(tmp_path / "none.pt")]) == 2
     # --init: epoch 0 of the new run starts from the given weights.
     import torch
 
@@ -81,6 +92,8 @@ def test_init_and_teacher_errors_are_clear(tmp_path, capsys):
     assert "--teacher" in capsys.readouterr().err
     assert main(base + ["--kd-weight", "-1"]) == 2
     assert "--kd-weight must be >= 0" in capsys.readouterr().err
+    assert main(base + ["--teacher-mirror"]) == 2
+    assert "--teacher-mirror needs at least one --teacher" in capsys.readouterr().err
     from foveate.models.detector.config import DetectorConfig
     from foveate.models.detector.model import DetectorNet
     from foveate.models.detector.train import _load_net, save_checkpoint
